@@ -248,7 +248,9 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
     elif isinstance(generator, int) and not isinstance(generator, bool):
         g.manual_seed(generator)
     else:
-        raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+        raise TypeError(
+            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+        )
     return g
 
 
