@@ -1,0 +1,230 @@
+"""Layers: the separated activation (an ``nn.PReLU``-like module) and the separated MLP."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import skip_init
+
+from .functional import check_kind, separated
+
+__all__ = ["SeparatedActivation", "SeparatedMLP", "init_linear_"]
+
+_Init = float | Tensor
+
+
+def _init_vector(value: _Init, n: int, name: str, device, dtype) -> Tensor:
+    """A ``(n,)`` tensor from a scalar or a ``(n,)`` tensor, with a clear error."""
+    t = torch.as_tensor(value, device=device, dtype=dtype)
+    if t.ndim == 0:
+        t = t.expand(n)
+    if t.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or have shape ({n},), got {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite")
+    return t.clone()
+
+
+class SeparatedActivation(nn.Module):
+    r"""Per-neuron separated nonlinearity, paper eqs. (13)-(16).
+
+    .. math::
+        v = c\,(a + q), \qquad o = a + \varphi(v), \qquad
+        \varphi_{relu}(v) = d\,|v|, \qquad \varphi_{softplus}(v) = 2 d \ln\cosh(v/2)
+
+    Parameters ``q`` (offset), ``d`` (angle, any sign) and ``c = exp(log_c) > 0``
+    (slope / curvature) have shape ``(num_neurons,)``. ``c`` is stored through its
+    logarithm, so it is positive whatever an optimizer does; read it as ``.c``.
+    For the ReLU analog only the product ``c d`` matters and the tuning rules keep ``c``.
+
+    Shape: input ``(..., num_neurons)``, output the same.
+
+    The module can record, for the separate tuner, the linear activations ``a`` and the
+    gradients ``dE/do`` of every forward pass that is later back-propagated
+    (:meth:`enable_capture`). Captures accumulate over backward passes, like ``.grad``,
+    until :meth:`clear_captures`.
+    """
+
+    def __init__(
+        self,
+        num_neurons: int,
+        kind: str = "softplus",
+        *,
+        q_init: _Init = 0.0,
+        c_init: _Init = 1.0,
+        d_init: _Init = 0.5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_neurons, int) or isinstance(num_neurons, bool) or num_neurons < 1:
+            raise ValueError(f"num_neurons must be a positive int, got {num_neurons!r}")
+        self.num_neurons = num_neurons
+        self.kind = check_kind(kind)
+        factory = {"device": device, "dtype": dtype}
+        self.q = nn.Parameter(torch.empty(num_neurons, **factory))
+        self.log_c = nn.Parameter(torch.empty(num_neurons, **factory))
+        self.d = nn.Parameter(torch.empty(num_neurons, **factory))
+        # Keep the validated initial values (not parameters, not saved) for reset_parameters().
+        self._inits = (q_init, c_init, d_init)
+        self._check_c(c_init)
+        self._capture = False
+        self._captures: list[tuple[Tensor, Tensor]] = []
+        self.reset_parameters()
+
+    @staticmethod
+    def _check_c(c_init: _Init) -> None:
+        if not bool((torch.as_tensor(c_init) > 0).all()):
+            raise ValueError(f"c_init must be > 0 (c is a positive slope), got {c_init!r}")
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Set q, c, d back to their initial values."""
+        q_init, c_init, d_init = self._inits
+        n, dev, dt = self.num_neurons, self.q.device, self.q.dtype
+        self.q.copy_(_init_vector(q_init, n, "q_init", dev, dt))
+        self.log_c.copy_(_init_vector(c_init, n, "c_init", dev, dt).log())
+        self.d.copy_(_init_vector(d_init, n, "d_init", dev, dt))
+
+    @property
+    def c(self) -> Tensor:
+        """The positive slope / curvature ``exp(log_c)``, shape ``(num_neurons,)``."""
+        return self.log_c.exp()
+
+    def forward(self, a: Tensor) -> Tensor:
+        if a.ndim == 0 or a.shape[-1] != self.num_neurons:
+            raise ValueError(
+                f"SeparatedActivation expects input of shape (..., {self.num_neurons}), "
+                f"got {tuple(a.shape)}"
+            )
+        o = separated(a, self.q, self.c, self.d, self.kind)
+        if self._capture and o.requires_grad:
+            a_seen = a.detach()
+
+            def _record(grad_o: Tensor, a_seen: Tensor = a_seen) -> None:
+                self._captures.append((a_seen, grad_o.detach()))
+
+            o.register_hook(_record)
+        return o
+
+    # -- capture for the separate tuner -------------------------------------------------
+    def enable_capture(self, enabled: bool = True) -> None:
+        """Record ``(a, dE/do)`` of each back-propagated forward pass (for the tuner)."""
+        self._capture = bool(enabled)
+        if not enabled:
+            self._captures.clear()
+
+    def clear_captures(self) -> None:
+        """Forget recorded passes."""
+        self._captures.clear()
+
+    def pop_captures(self) -> list[tuple[Tensor, Tensor]]:
+        """Return and forget the recorded ``(a, dE/do)`` pairs, each ``(batch, num_neurons)``.
+
+        Leading dimensions other than the last are flattened into the batch.
+        """
+        out = [
+            (a.reshape(-1, self.num_neurons), g.reshape(-1, self.num_neurons))
+            for a, g in self._captures
+        ]
+        self._captures.clear()
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.num_neurons}, kind={self.kind!r}"
+
+
+@torch.no_grad()
+def init_linear_(linear: nn.Linear, generator: torch.Generator | None = None) -> nn.Linear:
+    """PyTorch's default ``nn.Linear`` init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
+    drawn from ``generator`` instead of the global RNG."""
+    bound = 1.0 / math.sqrt(linear.in_features)
+    linear.weight.uniform_(-bound, bound, generator=generator)
+    if linear.bias is not None:
+        linear.bias.uniform_(-bound, bound, generator=generator)
+    return linear
+
+
+class SeparatedMLP(nn.Module):
+    """``Linear -> SeparatedActivation`` for each hidden layer, then a plain ``Linear``.
+
+    The output layer has no nonlinearity and is trained by ordinary back-propagation
+    only (paper sec. 12). Shapes: input ``(batch, in_features)``, output
+    ``(batch, out_features)``.
+
+    ``generator`` draws the linear weights (PyTorch's default init); the activations
+    start at ``q_init``, ``c_init``, ``d_init``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        out_features: int,
+        kind: str = "softplus",
+        *,
+        q_init: _Init = 0.0,
+        c_init: _Init = 1.0,
+        d_init: _Init = 0.5,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden_sizes, out_features]
+        for name, s in zip(("in_features", *["hidden_sizes"] * len(hidden_sizes), "out_features"), sizes):
+            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+                raise ValueError(f"{name} must hold positive ints, got {s!r}")
+        check_kind(kind)
+        self.in_features, self.out_features = in_features, out_features
+        self.hidden_sizes = tuple(hidden_sizes)
+        self.kind = kind
+        factory = {"device": device, "dtype": dtype}
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+            layers.append(skip_init(nn.Linear, fan_in, fan_out, **factory))
+            layers.append(
+                SeparatedActivation(
+                    fan_out, kind, q_init=q_init, c_init=c_init, d_init=d_init, **factory
+                )
+            )
+        layers.append(skip_init(nn.Linear, sizes[-2], sizes[-1], **factory))
+        self.net = nn.Sequential(*layers)
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Re-draw linear weights from ``generator``; reset activations to their inits."""
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                init_linear_(m, generator)
+            elif isinstance(m, SeparatedActivation):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"SeparatedMLP expects input of shape (batch, {self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.net(x)
+
+    def activations(self) -> list[SeparatedActivation]:
+        """The separated activations, input side first."""
+        return [m for m in self.net if isinstance(m, SeparatedActivation)]
+
+    def linears(self) -> list[nn.Linear]:
+        """The linear layers, input side first; the last is the output layer."""
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+    def linear_parameters(self) -> Iterator[nn.Parameter]:
+        """Weights and biases: the "vector-linear" parameters, trained by backprop."""
+        for lin in self.linears():
+            yield from lin.parameters()
+
+    def activation_parameters(self) -> Iterator[nn.Parameter]:
+        """``q``, ``log_c``, ``d`` of every hidden layer: the "scalar-nonlinear" parameters."""
+        for act in self.activations():
+            yield from act.parameters()
