@@ -5,3 +5,4 @@ from .layers import SeparatedActivation as SeparatedActivation, SeparatedMLP as 
 from .tuning import RULES as RULES, SeparatedTuner as SeparatedTuner, get_rule as get_rule
 
 __version__ = "0.1.0"
+from .train import History as History, TrainConfig as TrainConfig, fit as fit

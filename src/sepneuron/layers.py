@@ -11,7 +11,7 @@ from torch.nn.utils import skip_init
 
 from .functional import check_kind, separated
 
-__all__ = ["SeparatedActivation", "SeparatedMLP", "init_linear_"]
+__all__ = ["SeparatedActivation", "SeparatedMLP", "empty_linear", "init_linear_"]
 
 _Init = float | Tensor
 
@@ -137,6 +137,13 @@ class SeparatedActivation(nn.Module):
         return f"{self.num_neurons}, kind={self.kind!r}"
 
 
+def empty_linear(fan_in: int, fan_out: int, *, device=None, dtype=None) -> nn.Linear:
+    """An uninitialised ``nn.Linear`` (``skip_init``), so the global RNG is not drawn."""
+    if device is None:
+        device = torch.empty(0).device  # the default device
+    return skip_init(nn.Linear, fan_in, fan_out, device=device, dtype=dtype)
+
+
 @torch.no_grad()
 def init_linear_(linear: nn.Linear, generator: torch.Generator | None = None) -> nn.Linear:
     """PyTorch's default ``nn.Linear`` init, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
@@ -185,13 +192,13 @@ class SeparatedMLP(nn.Module):
         factory = {"device": device, "dtype": dtype}
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-            layers.append(skip_init(nn.Linear, fan_in, fan_out, **factory))
+            layers.append(empty_linear(fan_in, fan_out, **factory))
             layers.append(
                 SeparatedActivation(
                     fan_out, kind, q_init=q_init, c_init=c_init, d_init=d_init, **factory
                 )
             )
-        layers.append(skip_init(nn.Linear, sizes[-2], sizes[-1], **factory))
+        layers.append(empty_linear(sizes[-2], sizes[-1], **factory))
         self.net = nn.Sequential(*layers)
         self.reset_parameters(generator)
 

@@ -19,9 +19,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import skip_init
 
-from ..layers import init_linear_
+from ..layers import empty_linear, init_linear_
 
 __all__ = ["ACTIVATIONS", "PlainMLP", "hidden_for_budget", "count_parameters"]
 
@@ -58,13 +57,6 @@ def _make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
     raise ValueError(f"activation must be a name or a factory, got {activation!r}")
 
 
-def _linear(fan_in: int, fan_out: int, *, device, dtype) -> nn.Linear:
-    """An uninitialised ``nn.Linear`` (``skip_init``), so the global RNG is not drawn."""
-    if device is None:
-        device = torch.empty(0).device  # the default device
-    return skip_init(nn.Linear, fan_in, fan_out, device=device, dtype=dtype)
-
-
 class PlainMLP(nn.Module):
     """``Linear -> activation`` for each hidden layer, then a plain ``Linear``.
 
@@ -96,9 +88,9 @@ class PlainMLP(nn.Module):
         sizes = [in_features, *hidden_sizes, out_features]
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-            layers.append(_linear(fan_in, fan_out, **factory))
+            layers.append(empty_linear(fan_in, fan_out, **factory))
             layers.append(_make_activation(activation))
-        layers.append(_linear(sizes[-2], sizes[-1], **factory))
+        layers.append(empty_linear(sizes[-2], sizes[-1], **factory))
         self.net = nn.Sequential(*layers)
         self.reset_parameters(generator)
 

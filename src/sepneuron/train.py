@@ -1,0 +1,404 @@
+"""Training loop: ``fit(model, X, y, config) -> History``. No printing, no files unless asked.
+
+The loss is the mean squared error ``E = mean((model(X) - y)^2)``. Weights (and, with
+``rule="grad"`` or for plain models, every parameter) are updated by the named
+optimizer; the scalar-nonlinear parameters of separated layers by a
+:class:`~sepneuron.tuning.SeparatedTuner` with ``config.rule``.
+
+Safety: inputs are validated; a non-finite loss restores the last good state, halves
+the step sizes, records an event and retries (at most ``max_retries`` times in a row);
+with ``checkpoint_path`` set, a checkpoint is written atomically every
+``checkpoint_every`` steps and ``fit`` resumes from it when ``resume=True``. Training
+``2N`` steps straight, or ``N`` steps, a checkpoint and ``N`` more in a fresh process,
+gives identical parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .checkpoint import atomic_save, load_checkpoint
+from .conditioning import make_conditioners
+from .diagnostics import dead_fractions, parameter_spread
+from .functional import KINDS
+from .layers import SeparatedActivation
+from .tuning import RULES, SeparatedTuner
+
+__all__ = ["TrainConfig", "History", "fit", "validate_data", "OPTIMIZERS", "SCHEDULES"]
+
+OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
+SCHEDULES = ("constant", "cosine")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run."""
+
+    optimizer: str = "adam"          # "adam" | "sgd" (momentum) | "lbfgs" | "lm" (Levenberg-Marquardt)
+    lr: float = 3e-3                 # learning rate of the weight optimizer
+    momentum: float = 0.9            # SGD momentum
+    schedule: str = "constant"       # "constant" | "cosine" (to 0 over `steps`) for the weights
+    steps: int = 2000                # optimizer steps (at most)
+    max_time: float | None = None    # stop after this many seconds of training (not counting evaluation)
+    batch_size: int | None = None    # None: full batch; else mini-batches drawn with the seed
+    rule: str | None = "newton"      # tuner rule for separated layers; None: q, c, d stay fixed
+    gamma: float = 0.3               # tuner step fraction
+    max_step: float = 0.05           # tuner trust region
+    tune_curvature: bool = True      # tune c of SoftPlus layers
+    conditioning: tuple[str, ...] = ()  # optional components by name (sepneuron.conditioning)
+    seed: int = 0                    # seeds the mini-batch sampler (and nothing global)
+    dtype: str = "float64"           # "float32" | "float64"
+    device: str = "cpu"
+    eval_every: int = 50             # record test RMSE and diagnostics every this many steps
+    diagnostics: bool = True         # record dead-neuron fractions and q, c, d spread
+    max_retries: int = 8             # non-finite losses in a row before giving up
+    checkpoint_path: str | None = None  # where to write checkpoints (atomically)
+    checkpoint_every: int = 0        # steps between checkpoints; 0: only at the end
+    resume: bool = False             # continue from checkpoint_path if it exists
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.rule is not None and self.rule not in RULES:
+            raise ValueError(f"rule must be None or one of {sorted(RULES)}, got {self.rule!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}")
+        for name in ("lr", "gamma", "max_step"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if not (0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not (isinstance(self.steps, int) and self.steps >= 0):
+            raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
+        if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"batch_size must be None or a positive int, got {self.batch_size!r}")
+        if not (isinstance(self.eval_every, int) and self.eval_every >= 1):
+            raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
+        if self.resume and not self.checkpoint_path:
+            raise ValueError("resume=True needs checkpoint_path")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+
+@dataclass
+class History:
+    """What happened during :func:`fit`. Per step: ``loss``, ``time``; per evaluation the rest."""
+
+    loss: list[float] = field(default_factory=list)        # train loss (MSE) at each step
+    time: list[float] = field(default_factory=list)        # cumulative training seconds after each step
+    eval_step: list[int] = field(default_factory=list)     # steps done at each evaluation
+    eval_time: list[float] = field(default_factory=list)   # training seconds at each evaluation
+    train_rmse: list[float] = field(default_factory=list)  # on the whole training set
+    test_rmse: list[float] = field(default_factory=list)   # when test data are given
+    dead_fraction: list[list[float]] = field(default_factory=list)  # per activation layer
+    spread: list[list[dict[str, float]]] = field(default_factory=list)  # per separated layer
+    events: list[dict[str, Any]] = field(default_factory=list)  # non-finite losses, resumes
+    stop_reason: str = ""                                   # "steps" | "max_time"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> History:
+        return cls(**d)
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.loss)
+
+    @property
+    def final_test_rmse(self) -> float:
+        return self.test_rmse[-1] if self.test_rmse else float("nan")
+
+
+def validate_data(X: Any, y: Any, *, name_x: str = "X", name_y: str = "y") -> None:
+    """Raise ``ValueError`` for bad shapes, lengths or non-finite values."""
+    if not isinstance(X, Tensor) or not isinstance(y, Tensor):
+        raise ValueError(f"{name_x} and {name_y} must be torch tensors")
+    if X.ndim != 2:
+        raise ValueError(f"{name_x} must have shape (n_samples, n_features), got {tuple(X.shape)}")
+    if y.ndim != 2:
+        raise ValueError(f"{name_y} must have shape (n_samples, n_outputs), got {tuple(y.shape)}")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"{name_x} has {X.shape[0]} samples but {name_y} has {y.shape[0]}")
+    if X.shape[0] < 1:
+        raise ValueError(f"{name_x} has no samples")
+    for n, t in ((name_x, X), (name_y, y)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{n} contains NaN or Inf")
+
+
+def _has_separated(model: nn.Module) -> bool:
+    return any(isinstance(m, SeparatedActivation) for m in model.modules())
+
+
+def _split_parameters(model: nn.Module, use_tuner: bool) -> list[nn.Parameter]:
+    """Parameters for the weight optimizer: all but q, log c, d when a tuner owns them."""
+    if not use_tuner:
+        return [p for p in model.parameters() if p.requires_grad]
+    owned = {id(p) for m in model.modules() if isinstance(m, SeparatedActivation) for p in m.parameters()}
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in owned]
+
+
+def _make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "lbfgs":
+        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=1, history_size=20,
+                                 line_search_fn="strong_wolfe")
+    from .baselines.levenberg_marquardt import LevenbergMarquardt
+
+    return LevenbergMarquardt(params, lr=cfg.lr)
+
+
+def _rmse(model: nn.Module, X: Tensor, y: Tensor) -> float:
+    with torch.no_grad():
+        return float(F.mse_loss(model(X), y).sqrt())
+
+
+def _scale_steps(opt, tuner, factor: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] *= factor
+    if tuner is not None:
+        for group in tuner.param_groups:
+            group["lr"] *= factor
+
+
+class _Run:
+    """The mutable state of one :func:`fit` call (what a checkpoint saves)."""
+
+    def __init__(self, model, opt, tuner, scheduler, conditioners, sampler, history):
+        self.model, self.opt, self.tuner = model, opt, tuner
+        self.scheduler, self.conditioners, self.sampler = scheduler, conditioners, sampler
+        self.history = history
+        self.retries = 0
+
+    def state(self, with_history: bool = True) -> dict[str, Any]:
+        out = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "tuner": None if self.tuner is None else self.tuner.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "conditioners": [c.state_dict() for c in self.conditioners],
+            "sampler": self.sampler.get_state(),
+        }
+        if with_history:
+            out["history"] = self.history.to_dict()
+        return out
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.tuner is not None and state["tuner"] is not None:
+            self.tuner.load_state_dict(state["tuner"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for c, s in zip(self.conditioners, state["conditioners"]):
+            c.load_state_dict(s)
+        self.sampler.set_state(state["sampler"])
+        if "history" in state:
+            self.history = History.from_dict(state["history"])
+
+
+def fit(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    config: TrainConfig | None = None,
+    *,
+    X_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    callback: Callable[[int, History], bool | None] | None = None,
+) -> History:
+    """Train ``model`` on ``(X, y)`` (shapes ``(n, in)``, ``(n, out)``) as ``config`` says.
+
+    ``model`` is moved to ``config.device`` and ``config.dtype`` in place. ``callback(step,
+    history)`` runs after each evaluation; returning ``True`` stops training.
+    Returns the :class:`History`; the trained parameters are in ``model``.
+    """
+    cfg = config or TrainConfig()
+    cfg.validate()
+    validate_data(X, y)
+    if (X_test is None) != (y_test is None):
+        raise ValueError("give both X_test and y_test, or neither")
+    if X_test is not None:
+        validate_data(X_test, y_test, name_x="X_test", name_y="y_test")
+        if X_test.shape[1] != X.shape[1] or y_test.shape[1] != y.shape[1]:
+            raise ValueError("X_test / y_test must have as many columns as X / y")
+    dev, dt = torch.device(cfg.device), cfg.torch_dtype
+    model.to(device=dev, dtype=dt)
+    X, y = X.to(dev, dt), y.to(dev, dt)
+    if X_test is not None:
+        X_test, y_test = X_test.to(dev, dt), y_test.to(dev, dt)
+
+    use_tuner = cfg.rule is not None and cfg.rule != "grad" and _has_separated(model)
+    opt = _make_optimizer(cfg, _split_parameters(model, use_tuner))
+    tuner = None
+    if use_tuner:
+        tuner = SeparatedTuner(model, rule=cfg.rule, gamma=cfg.gamma, max_step=cfg.max_step,
+                               tune_curvature=cfg.tune_curvature)
+    elif cfg.rule is None:
+        for m in model.modules():
+            if isinstance(m, SeparatedActivation):
+                m.requires_grad_(False)
+    scheduler = None
+    if cfg.schedule == "cosine" and cfg.steps > 0:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
+    conditioners = make_conditioners(cfg.conditioning)
+    sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    run = _Run(model, opt, tuner, scheduler, conditioners, sampler, History())
+    ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
+    if cfg.resume and ckpt is not None and ckpt.exists():
+        run.load(load_checkpoint(ckpt, map_location=dev))
+        run.history.events.append({"step": run.history.steps_done, "event": "resumed"})
+    for c in conditioners:
+        c.attach(model)
+    try:
+        _train(run, cfg, X, y, X_test, y_test, callback, ckpt)
+    finally:
+        for c in conditioners:
+            c.detach()
+        if tuner is not None:
+            tuner.release()
+    return run.history
+
+
+def _loss_fn(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
+    return F.mse_loss(model(xb), yb)
+
+
+def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
+    """One optimizer (and tuner) step on the batch; returns the loss before the step."""
+    model, opt, tuner = run.model, run.opt, run.tuner
+    if cfg.optimizer == "lm":
+        from .baselines.levenberg_marquardt import residual_closure
+
+        if tuner is not None:  # LM takes no backward pass of ours: make one for the tuner
+            tuner.zero_grad()
+            _loss_fn(model, xb, yb).backward()
+        # LM returns 0.5 ||r||^2 before its step; the MSE is ||r||^2 / numel.
+        loss = opt.step(residual_closure(model, xb, yb)) * 2 / yb.numel()
+    else:
+        def closure() -> Tensor:
+            opt.zero_grad(set_to_none=True)
+            if tuner is not None:
+                tuner.zero_grad()  # only the last evaluation feeds the tuner
+            out = _loss_fn(model, xb, yb)
+            out.backward()
+            for c in run.conditioners:
+                c.before_update(model)
+            return out
+
+        if cfg.optimizer == "lbfgs":
+            loss = opt.step(closure)
+        else:
+            loss = closure()
+            if torch.isfinite(loss):
+                opt.step()
+    if tuner is not None and torch.isfinite(loss):
+        tuner.step()
+    if torch.isfinite(loss):
+        with torch.no_grad():
+            for c in run.conditioners:
+                c.after_update(model)
+        if run.scheduler is not None:
+            run.scheduler.step()
+    return loss.detach()
+
+
+def _evaluate(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, elapsed: float) -> None:
+    h = run.history
+    h.eval_step.append(h.steps_done)
+    h.eval_time.append(elapsed)
+    h.train_rmse.append(_rmse(run.model, X, y))
+    if X_test is not None:
+        h.test_rmse.append(_rmse(run.model, X_test, y_test))
+    if cfg.diagnostics:
+        h.dead_fraction.append(dead_fractions(run.model, X[:4096]))
+        h.spread.append(parameter_spread(run.model))
+
+
+def _truncate(h: History, steps: int) -> None:
+    """Forget history entries beyond ``steps`` steps (after restoring an earlier state)."""
+    del h.loss[steps:], h.time[steps:]
+    keep = sum(1 for s in h.eval_step if s <= steps)
+    for name in ("eval_step", "eval_time", "train_rmse", "test_rmse", "dead_fraction", "spread"):
+        del getattr(h, name)[keep:]  # lists not recorded stay empty
+
+
+def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) -> None:
+    h = run.history
+    n = X.shape[0]
+    elapsed = h.time[-1] if h.time else 0.0
+    # The last state whose loss was finite, and how many steps it had done.
+    good, good_steps = copy.deepcopy(run.state(with_history=False)), h.steps_done
+    if not h.eval_step:
+        _evaluate(run, cfg, X, y, X_test, y_test, elapsed)
+    h.stop_reason = "steps"
+    while h.steps_done < cfg.steps:
+        if cfg.max_time is not None and elapsed >= cfg.max_time:
+            h.stop_reason = "max_time"
+            break
+        t0 = time.perf_counter()
+        before = copy.deepcopy(run.state(with_history=False))
+        if cfg.batch_size is None or cfg.batch_size >= n:
+            xb, yb = X, y
+        else:
+            idx = torch.randint(n, (cfg.batch_size,), generator=run.sampler).to(X.device)
+            xb, yb = X[idx], y[idx]
+        loss = _one_step(run, cfg, xb, yb)
+        elapsed += time.perf_counter() - t0
+        if not torch.isfinite(loss):
+            run.retries += 1
+            h.events.append({"step": h.steps_done, "event": "non-finite loss",
+                             "action": f"restored the state after step {good_steps}, halved step sizes"})
+            if run.retries > cfg.max_retries:
+                raise FloatingPointError(
+                    f"loss was non-finite {run.retries} times in a row at step {h.steps_done}; "
+                    "gave up (lower lr or gamma)"
+                )
+            run.load(copy.deepcopy(good))
+            _truncate(h, good_steps)
+            _scale_steps(run.opt, run.tuner, 0.5)
+            continue
+        run.retries = 0
+        good, good_steps = before, h.steps_done
+        h.loss.append(float(loss))
+        h.time.append(elapsed)
+        step = h.steps_done
+        if step % cfg.eval_every == 0 or step >= cfg.steps:
+            _evaluate(run, cfg, X, y, X_test, y_test, elapsed)
+            if callback is not None and callback(step, h):
+                h.stop_reason = "callback"
+                break
+        if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            atomic_save(run.state(), ckpt)
+    if h.eval_step[-1] != h.steps_done:
+        _evaluate(run, cfg, X, y, X_test, y_test, elapsed)
+    if ckpt is not None:
+        atomic_save(run.state(), ckpt)
