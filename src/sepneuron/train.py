@@ -169,7 +169,9 @@ def _make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "lbfgs":
-        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=1, history_size=20,
+        # max_iter=1 stalls for good (the loss stays constant after a few steps, seen on
+        # kan_exp with a tanh MLP); torch's default 20 iterations per step does not.
+        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=20, history_size=20,
                                  line_search_fn="strong_wolfe")
     from .baselines.levenberg_marquardt import LevenbergMarquardt
 
