@@ -31,6 +31,7 @@ from .statistics import STAT_NAMES, Stats, compute_stats
 __all__ = ["SeparatedTuner", "find_activations", "downstream_sensitivity"]
 
 _REDUCTIONS = ("mean", "sum")
+_SENSITIVITIES = ("auto", "gershgorin", "gauss_newton", "none")
 
 
 def find_activations(obj: nn.Module | Iterable[SeparatedActivation]) -> list[SeparatedActivation]:
@@ -45,19 +46,34 @@ def find_activations(obj: nn.Module | Iterable[SeparatedActivation]) -> list[Sep
     return acts
 
 
-def downstream_sensitivity(model: SeparatedMLP, mean_slopes: list[Tensor | None]) -> list[Tensor]:
-    r"""Gauss-Newton diagonal ``h_l = ||M_l[:, i]||^2`` of each hidden layer of an MLP.
+def downstream_sensitivity(
+    model: SeparatedMLP, mean_slopes: list[Tensor | None], mode: str = "diagonal"
+) -> list[Tensor]:
+    r"""Output sensitivity ``h_l`` of each hidden layer's neurons, shapes ``(N_l,)``.
 
     ``M_l = W_out diag(r_{L-1}) W_{L-1} ... diag(r_{l+1}) W_{l+1}`` is the linearised map
     from the outputs of hidden layer ``l`` to the network output, with ``r`` the RMS
     slope ``do/da`` of each neuron over the batch (``mean_slopes``; ``None`` means 1).
-    Exact for the last hidden layer; an approximation further in. Shapes ``(N_l,)``.
+
+    * ``mode="diagonal"``: the Gauss-Newton diagonal ``h_i = ||M[:, i]||^2`` (exact for the
+      last hidden layer, an approximation further in). Each neuron's step then cancels the
+      residual as if it alone moved.
+    * ``mode="gershgorin"``: ``h_i = L sum_j |M[:, i] . M[:, j]|`` with ``L`` the number of
+      hidden layers: a Gershgorin bound of the coupling between the neurons of a layer
+      (they all move at once) and between layers. Steps scaled by it do not overshoot
+      when many neurons push the output the same way.
     """
+    if mode not in ("diagonal", "gershgorin"):
+        raise ValueError(f"mode must be 'diagonal' or 'gershgorin', got {mode!r}")
     linears = model.linears()
+    n_hidden = len(linears) - 1
     sens: list[Tensor] = []
     m = linears[-1].weight.detach()                             # (out, N_{L-1})
-    for layer in range(len(linears) - 2, -1, -1):
-        sens.append((m * m).sum(0))
+    for layer in range(n_hidden - 1, -1, -1):
+        if mode == "diagonal":
+            sens.append((m * m).sum(0))
+        else:
+            sens.append(n_hidden * (m.T @ m).abs().sum(1))      # (N_l,)
         if layer > 0:
             r = mean_slopes[layer]
             scaled = m if r is None else m * r.unsqueeze(0)
@@ -85,8 +101,11 @@ class SeparatedTuner(Optimizer):
             matters there).
         damping: Levenberg-Marquardt ``lambda`` of the ``newton`` rule (``>= 0``).
         bend: half-width in ``v`` of the SoftPlus bend region used for ``c`` (``> 0``).
-        sensitivity: ``"auto"`` (Gauss-Newton scaling for a :class:`SeparatedMLP`, none
-            otherwise), ``"gauss_newton"`` or ``"none"``.
+        sensitivity: how ``dE/do`` of a hidden neuron is turned into output-residual units
+            (:func:`downstream_sensitivity`): ``"gershgorin"`` (the default, ``"auto"``, for a
+            :class:`SeparatedMLP`), ``"gauss_newton"`` (the diagonal), or ``"none"``
+            (``h = 1``; the default for other models, and right for a single neuron whose
+            output is the network output).
         distributed: all-reduce the statistics when ``torch.distributed`` is initialised.
     """
 
@@ -115,15 +134,16 @@ class SeparatedTuner(Optimizer):
             raise ValueError(f"bend must be > 0, got {bend!r}")
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        if sensitivity not in ("auto", "gauss_newton", "none"):
-            raise ValueError(f"sensitivity must be 'auto', 'gauss_newton' or 'none', got {sensitivity!r}")
+        if sensitivity not in _SENSITIVITIES:
+            raise ValueError(f"sensitivity must be one of {_SENSITIVITIES}, got {sensitivity!r}")
         inner = getattr(model, "module", model)  # unwrap DistributedDataParallel
         acts = find_activations(inner)
         if not acts:
             raise ValueError("no SeparatedActivation found: nothing for the tuner to tune")
-        if sensitivity == "gauss_newton" and not isinstance(inner, SeparatedMLP):
-            raise ValueError("sensitivity='gauss_newton' needs a SeparatedMLP")
+        if sensitivity in ("gauss_newton", "gershgorin") and not isinstance(inner, SeparatedMLP):
+            raise ValueError(f"sensitivity={sensitivity!r} needs a SeparatedMLP")
         self._mlp = inner if isinstance(inner, SeparatedMLP) and sensitivity != "none" else None
+        self._sens_mode = "diagonal" if sensitivity == "gauss_newton" else "gershgorin"
         self._acts = acts
         self.distributed = distributed
         defaults = dict(
@@ -186,7 +206,7 @@ class SeparatedTuner(Optimizer):
         if self._mlp is None:
             return [None] * len(stats)
         slopes = [None if st is None else (st.r2 / st.n.clamp_min(1.0)).sqrt() for st in stats]
-        return list(downstream_sensitivity(self._mlp, slopes))
+        return downstream_sensitivity(self._mlp, slopes, self._sens_mode)
 
     @torch.no_grad()
     def step(self, closure=None):
