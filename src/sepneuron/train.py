@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import atomic_save, load_checkpoint
 from .conditioning import make_conditioners
@@ -191,6 +193,34 @@ def _scale_steps(opt, tuner, factor: float) -> None:
             group["lr"] *= factor
 
 
+def _snapshot(src: Any, into: Any = None) -> Any:
+    """A deep copy of a nested state (dicts, lists, tuples, tensors, scalars).
+
+    Tensors are copied into the tensors at the same place in ``into`` (an older snapshot
+    of the same structure) when shape, dtype and device agree, so a snapshot per step
+    allocates nothing; several times cheaper than ``copy.deepcopy`` of a state dict.
+    """
+    if isinstance(src, Tensor):
+        if (isinstance(into, Tensor) and into.shape == src.shape and into.dtype == src.dtype
+                and into.device == src.device):
+            return into.copy_(src)
+        return src.detach().clone()
+    if isinstance(src, dict):
+        old = into if isinstance(into, dict) else {}
+        out = {k: _snapshot(v, old.get(k)) for k, v in src.items()}
+        if hasattr(src, "_metadata"):  # a module's state dict: keep its version metadata
+            out = OrderedDict(out)
+            out._metadata = src._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(src, (list, tuple)):
+        same = isinstance(into, (list, tuple)) and len(into) == len(src)
+        old = into if same else [None] * len(src)
+        return type(src)(_snapshot(v, o) for v, o in zip(src, old))
+    if src is None or isinstance(src, (bool, int, float, complex, str, bytes)) or callable(src):
+        return src
+    return copy.deepcopy(src)
+
+
 class _Run:
     """The mutable state of one :func:`fit` call (what a checkpoint saves)."""
 
@@ -198,7 +228,16 @@ class _Run:
         self.model, self.opt, self.tuner = model, opt, tuner
         self.scheduler, self.conditioners, self.sampler = scheduler, conditioners, sampler
         self.history = history
+        self.ddp = isinstance(model, DistributedDataParallel)
+        # NaN recovery: the last state whose loss was finite (a snapshot) and its step count;
+        # non-finite losses in a row, the step count of the last one, and halvings of the
+        # step sizes since ``good`` was taken. Saved in checkpoints so that a resumed run
+        # recovers exactly as a straight one would.
+        self.good: dict[str, Any] | None = None
+        self.good_steps = 0
         self.retries = 0
+        self.fail_step = -1
+        self.halvings = 0
 
     def state(self, with_history: bool = True) -> dict[str, Any]:
         out = {
@@ -211,6 +250,9 @@ class _Run:
         }
         if with_history:
             out["history"] = self.history.to_dict()
+            out["recovery"] = {"good": self.good, "good_steps": self.good_steps,
+                               "retries": self.retries, "fail_step": self.fail_step,
+                               "halvings": self.halvings}
         return out
 
     def load(self, state: dict[str, Any]) -> None:
@@ -225,6 +267,11 @@ class _Run:
         self.sampler.set_state(state["sampler"])
         if "history" in state:
             self.history = History.from_dict(state["history"])
+        if "recovery" in state:
+            rec = state["recovery"]
+            self.good, self.good_steps = rec["good"], rec["good_steps"]
+            self.retries, self.fail_step = rec["retries"], rec["fail_step"]
+            self.halvings = rec["halvings"]
 
 
 def fit(
@@ -242,9 +289,18 @@ def fit(
     ``model`` is moved to ``config.device`` and ``config.dtype`` in place. ``callback(step,
     history)`` runs after each evaluation; returning ``True`` stops training.
     Returns the :class:`History`; the trained parameters are in ``model``.
+
+    ``model`` may be a ``DistributedDataParallel`` wrapper (built on ``config.device`` and
+    ``config.dtype``) with each rank's own ``(X, y)`` shard: the tuner's statistics are
+    then all-reduced and a loss counts as non-finite when it is so on any rank, so all
+    ranks stay identical (see ``docs/scaling.md``; "adam" and "sgd" only).
     """
     cfg = config or TrainConfig()
     cfg.validate()
+    ddp = isinstance(model, DistributedDataParallel)
+    if ddp and cfg.optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd' with DistributedDataParallel, "
+                         f"got {cfg.optimizer!r}")
     validate_data(X, y)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
@@ -263,7 +319,7 @@ def fit(
     tuner = None
     if use_tuner:
         tuner = SeparatedTuner(model, rule=cfg.rule, gamma=cfg.gamma, max_step=cfg.max_step,
-                               tune_curvature=cfg.tune_curvature)
+                               tune_curvature=cfg.tune_curvature, distributed=ddp)
     elif cfg.rule is None:
         for m in model.modules():
             if isinstance(m, SeparatedActivation):
@@ -294,8 +350,18 @@ def _loss_fn(model: nn.Module, xb: Tensor, yb: Tensor) -> Tensor:
     return F.mse_loss(model(xb), yb)
 
 
+def _all_finite(loss: Tensor, ddp: bool) -> bool:
+    """Whether ``loss`` is finite -- on every rank under DDP, so that all take the same branch."""
+    if not ddp:
+        return bool(torch.isfinite(loss))
+    flag = torch.isfinite(loss.detach()).reshape(1).to(loss.dtype)
+    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
 def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
-    """One optimizer (and tuner) step on the batch; returns the loss before the step."""
+    """One optimizer (and tuner) step on the batch; returns the loss before the step
+    (NaN when it was non-finite on any rank: then nothing was updated)."""
     model, opt, tuner = run.model, run.opt, run.tuner
     if cfg.optimizer == "lm":
         from .baselines.levenberg_marquardt import residual_closure
@@ -305,6 +371,7 @@ def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
             _loss_fn(model, xb, yb).backward()
         # LM returns 0.5 ||r||^2 before its step; the MSE is ||r||^2 / numel.
         loss = opt.step(residual_closure(model, xb, yb)) * 2 / yb.numel()
+        ok = _all_finite(loss, run.ddp)
     else:
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
@@ -318,18 +385,21 @@ def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
 
         if cfg.optimizer == "lbfgs":
             loss = opt.step(closure)
+            ok = _all_finite(loss, run.ddp)
         else:
             loss = closure()
-            if torch.isfinite(loss):
+            ok = _all_finite(loss, run.ddp)
+            if ok:
                 opt.step()
-    if tuner is not None and torch.isfinite(loss):
+    if not ok:
+        return torch.full_like(loss.detach(), float("nan"))
+    if tuner is not None:
         tuner.step()
-    if torch.isfinite(loss):
-        with torch.no_grad():
-            for c in run.conditioners:
-                c.after_update(model)
-        if run.scheduler is not None:
-            run.scheduler.step()
+    with torch.no_grad():
+        for c in run.conditioners:
+            c.after_update(model)
+    if run.scheduler is not None:
+        run.scheduler.step()
     return loss.detach()
 
 
@@ -357,8 +427,9 @@ def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) ->
     h = run.history
     n = X.shape[0]
     elapsed = h.time[-1] if h.time else 0.0
-    # The last state whose loss was finite, and how many steps it had done.
-    good, good_steps = copy.deepcopy(run.state(with_history=False)), h.steps_done
+    if run.good is None:  # else resumed with the recovery state of the checkpoint
+        run.good, run.good_steps = _snapshot(run.state(with_history=False)), h.steps_done
+    spare = None  # a snapshot no longer needed, whose tensors the next one reuses
     if not h.eval_step:
         _evaluate(run, cfg, X, y, X_test, y_test, elapsed)
     h.stop_reason = "steps"
@@ -367,7 +438,7 @@ def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) ->
             h.stop_reason = "max_time"
             break
         t0 = time.perf_counter()
-        before = copy.deepcopy(run.state(with_history=False))
+        before = _snapshot(run.state(with_history=False), spare)
         if cfg.batch_size is None or cfg.batch_size >= n:
             xb, yb = X, y
         else:
@@ -376,20 +447,29 @@ def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) ->
         loss = _one_step(run, cfg, xb, yb)
         elapsed += time.perf_counter() - t0
         if not torch.isfinite(loss):
+            # The state after ``steps_done`` steps is bad: go back to ``good`` (one step
+            # earlier, or the same state if that one failed) with half the step sizes of
+            # the previous try. ``retries`` counts failures until training gets past
+            # ``fail_step``; replaying the steps before it does not reset the count.
             run.retries += 1
+            run.fail_step = h.steps_done
+            run.halvings += 1
             h.events.append({"step": h.steps_done, "event": "non-finite loss",
-                             "action": f"restored the state after step {good_steps}, halved step sizes"})
+                             "action": f"restored the state after step {run.good_steps}, "
+                                       "halved step sizes"})
             if run.retries > cfg.max_retries:
                 raise FloatingPointError(
                     f"loss was non-finite {run.retries} times in a row at step {h.steps_done}; "
                     "gave up (lower lr or gamma)"
                 )
-            run.load(copy.deepcopy(good))
-            _truncate(h, good_steps)
-            _scale_steps(run.opt, run.tuner, 0.5)
+            run.load(_snapshot(run.good))  # a fresh copy: the optimizer must not alias good
+            _truncate(h, run.good_steps)
+            _scale_steps(run.opt, run.tuner, 0.5 ** run.halvings)
+            spare = before
             continue
-        run.retries = 0
-        good, good_steps = before, h.steps_done
+        if h.steps_done >= run.fail_step:
+            run.retries = 0
+        spare, run.good, run.good_steps, run.halvings = run.good, before, h.steps_done, 0
         h.loss.append(float(loss))
         h.time.append(elapsed)
         step = h.steps_done
