@@ -20,10 +20,13 @@ class Conditioner:
         for c in conditioners: c.after_update(model)    # may edit weights, under no_grad
 
     No component may change the output layer's update away from the negative gradient
-    of the loss.
+    of the loss. :func:`~sepneuron.conditioning.make_conditioners` sorts components by
+    ``order`` (stable), so a component that must see the others' edits (``compensate``)
+    runs last whatever order the names were given in.
     """
 
     name = "conditioner"
+    order = 0  # position in the step: lower runs first
 
     def attach(self, model: nn.Module) -> None:
         """Called once before training (register hooks here)."""
