@@ -6,3 +6,4 @@ from .tuning import RULES as RULES, SeparatedTuner as SeparatedTuner, get_rule a
 
 __version__ = "0.1.0"
 from .train import History as History, TrainConfig as TrainConfig, fit as fit
+from .estimator import SeparatedMLPRegressor as SeparatedMLPRegressor

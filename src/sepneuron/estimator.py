@@ -1,0 +1,257 @@
+"""A scikit-learn regressor: :class:`SeparatedMLP` trained by :func:`sepneuron.fit`.
+
+Works wherever a scikit-learn estimator does (``Pipeline``, ``GridSearchCV``,
+``cross_val_score``) and passes ``sklearn.utils.estimator_checks.check_estimator``.
+scikit-learn is an optional dependency (``pip install sepneuron[sklearn]``); importing
+this module works without it, fitting does not.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+from .functional import KINDS
+from .layers import SeparatedMLP
+from .train import History, TrainConfig, fit
+
+try:
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.utils import check_random_state
+    from sklearn.utils.validation import check_is_fitted
+
+    _HAVE_SKLEARN = True
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+    BaseEstimator = RegressorMixin = object  # type: ignore[assignment,misc]
+    _HAVE_SKLEARN = False
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _sk_validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+    def _sk_validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+__all__ = ["SeparatedMLPRegressor"]
+
+_PREDICT_CHUNK = 65536  # rows per forward pass in predict (bounds memory)
+
+
+def _require_sklearn() -> None:
+    if not _HAVE_SKLEARN:  # pragma: no cover
+        raise ImportError("SeparatedMLPRegressor needs scikit-learn: pip install sepneuron[sklearn]")
+
+
+def _standardizer(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of ``a`` ``(n, k)``; a constant column gets 1."""
+    mean = a.mean(axis=0)
+    scale = a.std(axis=0)
+    scale[~(scale > np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean)))] = 1.0
+    return mean, scale
+
+
+def _check_ndim(X: Any, y: Any = None) -> None:
+    """Name the argument in shape errors (scikit-learn's own messages do not)."""
+    x_nd = getattr(X, "ndim", 2)  # lists and other array-likes: scikit-learn checks them
+    if x_nd != 2:
+        hint = (". Reshape your data with X.reshape(-1, 1) for a single feature or "
+                "X.reshape(1, -1) for a single sample") if x_nd == 1 else ""
+        raise ValueError(f"X must have shape (n_samples, n_features), got {X.ndim}-D "
+                         f"input of shape {X.shape}{hint}")
+    if getattr(y, "ndim", 1) not in (1, 2):
+        raise ValueError(f"y must have shape (n_samples,) or (n_samples, n_outputs), got "
+                         f"{y.ndim}-D input of shape {y.shape}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
+    """Regression with a separated-neuron MLP and separate tuning of ``q``, ``c``, ``d``.
+
+    Inputs and targets are standardised internally (per column); predictions are in the
+    units of ``y``. ``y`` of shape ``(n,)`` gives predictions ``(n,)``, ``(n, k)`` gives
+    ``(n, k)``.
+
+    Parameters:
+        hidden_layer_sizes: widths of the hidden layers (positive ints).
+        kind: ``"softplus"`` or ``"relu"``: the separated analog of each hidden neuron.
+        rule: tuner rule for ``q``, ``c``, ``d`` (see ``sepneuron.RULES``); ``"grad"`` lets
+            the weight optimizer learn them, ``None`` keeps them fixed.
+        optimizer: weight optimizer, ``"adam"``, ``"sgd"``, ``"lbfgs"`` or ``"lm"``.
+        learning_rate: its step size (``> 0``).
+        max_steps: optimizer steps (``>= 1``).
+        max_time: stop after this many seconds of training (``None``: no limit).
+        batch_size: mini-batch size (``None``: the whole training set each step).
+        dtype: ``"float64"`` or ``"float32"``: the precision of training.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        random_state: ``None``, an int or a ``numpy.random.RandomState``; it draws the seed
+            of a ``torch.Generator`` for the initial weights and the seed of the mini-batch
+            sampler. Nothing global is seeded. The same int gives the same predictions.
+        verbose: print the training RMSE ten times during ``fit``.
+        checkpoint_path: write a checkpoint there (atomically) every ``checkpoint_every``
+            steps and at the end; ``None``: none.
+        checkpoint_every: steps between checkpoints (``0``: only at the end).
+        resume: continue from ``checkpoint_path`` if it exists (same data and parameters
+            give the same model as an uninterrupted fit).
+
+    Attributes after ``fit``: ``model_`` (the trained :class:`SeparatedMLP`), ``history_``
+    (:class:`~sepneuron.History`), ``loss_curve_`` (training MSE per step, in standardised
+    units), ``n_iter_`` (steps done), ``n_features_in_``, ``n_outputs_``, ``x_mean_``,
+    ``x_scale_``, ``y_mean_``, ``y_scale_``.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(32, 32),
+        kind="softplus",
+        rule="newton",
+        optimizer="adam",
+        learning_rate=3e-3,
+        max_steps=3000,
+        max_time=None,
+        batch_size=None,
+        dtype="float64",
+        device="cpu",
+        random_state=None,
+        verbose=False,
+        checkpoint_path=None,
+        checkpoint_every=0,
+        resume=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.kind = kind
+        self.rule = rule
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.max_steps = max_steps
+        self.max_time = max_time
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = checkpoint_every
+        self.resume = resume
+
+    # -- scikit-learn tags ------------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"multioutput": True}
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _hidden(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        if _is_int(sizes):
+            sizes = (sizes,)
+        try:
+            sizes = list(sizes)
+        except TypeError:
+            sizes = None
+        if not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive ints, "
+                             f"got {self.hidden_layer_sizes!r}")
+        return [int(s) for s in sizes]
+
+    def _config(self, seed: int) -> TrainConfig:
+        """The :class:`TrainConfig` of these parameters; ``ValueError`` names a bad one."""
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        lr = self.learning_rate
+        if not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+                and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
+        if not (_is_int(self.max_steps) and self.max_steps >= 1):
+            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must name a torch device, got {self.device!r}") from None
+        steps = int(self.max_steps)
+        cfg = TrainConfig(
+            optimizer=self.optimizer,
+            lr=float(lr),
+            steps=steps,
+            max_time=self.max_time,
+            batch_size=int(self.batch_size) if _is_int(self.batch_size) else self.batch_size,
+            rule=self.rule,
+            seed=seed,
+            dtype=self.dtype,
+            device=str(self.device),
+            eval_every=max(1, steps // 10) if self.verbose else steps,
+            diagnostics=False,
+            checkpoint_path=None if self.checkpoint_path is None else str(self.checkpoint_path),
+            checkpoint_every=self.checkpoint_every,
+            resume=bool(self.resume),
+        )
+        cfg.validate()  # the remaining fields keep their names: rule, optimizer, dtype, ...
+        return cfg
+
+    def _seeds(self) -> tuple[int, int]:
+        """Seeds of the weight generator and of the sampler, drawn from ``random_state``."""
+        try:
+            rng = check_random_state(self.random_state)
+        except ValueError:
+            raise ValueError(f"random_state must be None, an int or a numpy RandomState, "
+                             f"got {self.random_state!r}") from None
+        weight_seed, fit_seed = rng.randint(np.iinfo(np.int32).max, size=2)
+        return int(weight_seed), int(fit_seed)
+
+    def fit(self, X, y) -> SeparatedMLPRegressor:
+        """Standardise ``X`` ``(n, m)`` and ``y`` ``(n,)`` or ``(n, k)``, train; returns self."""
+        _require_sklearn()
+        hidden = self._hidden()
+        weight_seed, fit_seed = self._seeds()
+        cfg = self._config(fit_seed)
+        _check_ndim(X, y)
+        X, y = _sk_validate_data(self, X, y, multi_output=True, y_numeric=True,
+                                 dtype=np.float64, ensure_min_samples=2)
+        y2 = np.asarray(y, dtype=np.float64)
+        self._y_1d = y2.ndim == 1
+        y2 = y2.reshape(len(y2), -1)                                  # (n, k)
+        self.n_outputs_ = y2.shape[1]
+        self.x_mean_, self.x_scale_ = _standardizer(X)
+        self.y_mean_, self.y_scale_ = _standardizer(y2)
+        dt = cfg.torch_dtype
+        # Built on the CPU with a CPU generator, so every device starts from the same weights.
+        model = SeparatedMLP(X.shape[1], hidden, self.n_outputs_, kind=self.kind, dtype=dt,
+                             generator=torch.Generator().manual_seed(weight_seed))
+        Xt = torch.tensor((X - self.x_mean_) / self.x_scale_, dtype=dt)
+        yt = torch.tensor((y2 - self.y_mean_) / self.y_scale_, dtype=dt)
+        history = fit(model, Xt, yt, cfg, callback=self._report if self.verbose else None)
+        self.model_ = model
+        self.history_: History = history
+        self.loss_curve_ = list(history.loss)
+        self.n_iter_ = history.steps_done
+        return self
+
+    @staticmethod
+    def _report(step: int, history: History) -> None:
+        print(f"step {step:6d}  train RMSE {history.train_rmse[-1]:.4g} (standardised)  "
+              f"{history.eval_time[-1]:.1f} s", flush=True)
+
+    # -- prediction -------------------------------------------------------------------------
+    def predict(self, X) -> np.ndarray:
+        """Predictions for ``X`` ``(n, m)``, in the units and shape convention of ``y``."""
+        check_is_fitted(self)
+        _check_ndim(X)
+        X = _sk_validate_data(self, X, reset=False, dtype=np.float64)
+        Xs = (X - self.x_mean_) / self.x_scale_
+        param = next(self.model_.parameters())
+        outs = []
+        with torch.no_grad():
+            for i in range(0, Xs.shape[0], _PREDICT_CHUNK):
+                xb = torch.tensor(Xs[i:i + _PREDICT_CHUNK], dtype=param.dtype, device=param.device)
+                outs.append(self.model_(xb).to("cpu", torch.float64).numpy())
+        pred = np.concatenate(outs) * self.y_scale_ + self.y_mean_    # (n, k)
+        return pred[:, 0] if self._y_1d else pred

@@ -1,0 +1,197 @@
+"""SeparatedMLPRegressor: scikit-learn's estimator checks, composition, units, seeds."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from sepneuron import SeparatedMLP, SeparatedMLPRegressor  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small models run fastest, and reproducibly, on one thread (CI has two cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _small(**kw) -> SeparatedMLPRegressor:
+    return SeparatedMLPRegressor(**({"hidden_layer_sizes": (8,), "max_steps": 20,
+                                     "learning_rate": 3e-2} | kw))
+
+
+def _data(n: int = 120, k: int | None = None, seed: int = 0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(-1, 1, (n, 3))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2 - 0.5 * X[:, 2]
+    if k is not None:
+        y = np.stack([y * (j + 1) + j for j in range(k)], axis=1)
+    return X, y
+
+
+# -- scikit-learn's own checks ---------------------------------------------------------
+# Nothing is expected to fail. One check may be skipped by scikit-learn itself:
+# check_array_api_input needs SCIPY_ARRAY_API=1 and array-API namespaces (it tests
+# estimators that accept array-API inputs; this one converts to numpy, then torch).
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@parametrize_with_checks([_small()], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_sklearn_check_estimator(estimator, check):
+    check(estimator)
+
+
+# -- composition -----------------------------------------------------------------------
+
+def test_pipeline_grid_search_and_cross_val_score():
+    X, y = _data()
+    pipe = make_pipeline(StandardScaler(), _small(random_state=0))
+    pipe.fit(X, y)
+    assert pipe.predict(X).shape == y.shape
+    grid = GridSearchCV(_small(random_state=0), {"kind": ["relu", "softplus"],
+                                                 "learning_rate": [1e-2, 3e-2]}, cv=2)
+    grid.fit(X, y)
+    assert set(grid.best_params_) == {"kind", "learning_rate"}
+    assert np.isfinite(grid.best_score_)
+    scores = cross_val_score(_small(random_state=0), X, y, cv=KFold(3))
+    assert scores.shape == (3,) and np.all(np.isfinite(scores))
+
+
+def test_get_set_params_and_clone_keep_everything_unvalidated():
+    est = SeparatedMLPRegressor(learning_rate=-1.0, kind="nope")  # validated in fit only
+    assert est.get_params()["learning_rate"] == -1.0
+    est.set_params(learning_rate=1e-2, kind="relu", hidden_layer_sizes=(4, 4))
+    twin = clone(est)
+    assert twin.get_params() == est.get_params()
+    assert not hasattr(twin, "model_")
+
+
+# -- behaviour -------------------------------------------------------------------------
+
+def test_fits_a_smooth_function_and_reports_r2():
+    X, y = _data(200)
+    est = SeparatedMLPRegressor(hidden_layer_sizes=(16, 16), max_steps=400, learning_rate=1e-2,
+                                random_state=0).fit(X, y)
+    assert est.score(X, y) > 0.98
+    assert est.n_features_in_ == 3 and est.n_outputs_ == 1
+    assert isinstance(est.model_, SeparatedMLP)
+    assert len(est.loss_curve_) == est.n_iter_ == 400
+    assert est.loss_curve_[-1] < 0.05 * est.loss_curve_[0]
+    assert est.history_.stop_reason == "steps"
+
+
+@pytest.mark.parametrize("k", [None, 1, 3])
+def test_prediction_shape_follows_y(k):
+    X, y = _data(40, k=k)
+    pred = _small(random_state=0).fit(X, y).predict(X[:7])
+    assert pred.shape == (7,) + y.shape[1:] and pred.dtype == np.float64
+
+
+def test_outputs_are_in_the_users_units():
+    # Standardisation happens inside: new units for X's columns change nothing, and an
+    # affine change of y's units changes the predictions by the same affine map. (Scales
+    # are powers of two so that the standardised data agree to the last bit or nearly.)
+    X, y = _data(60)
+    base = _small(random_state=3).fit(X, y).predict(X)
+    X2 = X * np.array([1024.0, 0.125, 4.0]) + 5.0
+    scaled = _small(random_state=3).fit(X2, 1024.0 * y - 3e5).predict(X2)
+    np.testing.assert_allclose(scaled, 1024.0 * base - 3e5, rtol=1e-12, atol=1e-8)
+
+
+def test_random_state_int_reproduces_and_differs_between_seeds():
+    X, y = _data(50)
+    a = _small(random_state=7).fit(X, y).predict(X)
+    b = _small(random_state=7).fit(X, y).predict(X)
+    c = _small(random_state=8).fit(X, y).predict(X)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_random_state_instance_is_consumed_like_scikit_learn():
+    X, y = _data(50)
+    est = _small(random_state=np.random.RandomState(0))
+    first = est.fit(X, y).predict(X)
+    second = est.fit(X, y).predict(X)  # the RandomState has moved on
+    assert not np.allclose(first, second)
+    again = _small(random_state=np.random.RandomState(0)).fit(X, y).predict(X)
+    assert np.array_equal(first, again)
+
+
+def test_no_global_seeding():
+    X, y = _data(30)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    before_t, before_np = torch.get_rng_state(), np.random.get_state()[1].copy()
+    _small(random_state=1).fit(X, y).predict(X)
+    assert torch.equal(torch.get_rng_state(), before_t)
+    assert np.array_equal(np.random.get_state()[1], before_np)
+
+
+@pytest.mark.parametrize("options", [
+    dict(kind="relu"),
+    dict(rule=None),
+    dict(rule="grad"),
+    dict(rule="paper"),
+    dict(optimizer="sgd"),
+    dict(optimizer="lbfgs", learning_rate=1.0, max_steps=5),
+    dict(batch_size=16),
+    dict(dtype="float32"),
+])
+def test_options_train_and_predict(options):
+    X, y = _data(80)
+    est = _small(random_state=0, **options).fit(X, y)
+    pred = est.predict(X)
+    assert pred.dtype == np.float64 and np.all(np.isfinite(pred))
+    assert est.loss_curve_[-1] < est.loss_curve_[0]
+
+
+def test_max_time_stops_at_the_wall_clock_budget():
+    X, y = _data(50)
+    est = _small(max_steps=10**7, max_time=0.3, random_state=0).fit(X, y)
+    assert est.history_.stop_reason == "max_time"
+    assert 0 < est.n_iter_ < 10**7
+    assert 0.3 <= est.history_.time[-1] < 1.5
+
+
+def test_silent_by_default_and_verbose_prints_progress(capsys):
+    X, y = _data(30)
+    _small(random_state=0).fit(X, y)
+    assert capsys.readouterr().out == ""
+    _small(random_state=0, verbose=True).fit(X, y)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 10 and "train RMSE" in lines[-1] and "step     20" in lines[-1]
+
+
+def test_pickle_round_trip_predicts_the_same():
+    X, y = _data(30)
+    est = _small(random_state=0).fit(X, y)
+    twin = pickle.loads(pickle.dumps(est))
+    assert np.array_equal(twin.predict(X), est.predict(X))
+
+
+def test_checkpoint_and_resume_give_the_uninterrupted_model(tmp_path):
+    X, y = _data(64)
+    params = dict(random_state=4, batch_size=16, max_steps=30)
+    straight = _small(**params).fit(X, y)
+    path = tmp_path / "est.pt"
+    first = _small(**(params | dict(max_steps=15)), checkpoint_path=path, checkpoint_every=5)
+    first.fit(X, y)
+    assert path.exists()
+    resumed = _small(**params, checkpoint_path=path, resume=True).fit(X, y)
+    assert resumed.n_iter_ == 30
+    assert resumed.loss_curve_ == straight.loss_curve_
+    assert np.array_equal(resumed.predict(X), straight.predict(X))
+    assert [e["event"] for e in resumed.history_.events] == ["resumed"]
