@@ -17,6 +17,8 @@ from sepneuron.functional import (
     separated_softplus,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 F64 = torch.float64
 KINDS = ("relu", "softplus")
 

@@ -9,6 +9,8 @@ from torch import nn
 from sepneuron import SeparatedActivation, SeparatedMLP
 from sepneuron.functional import separated, separated_slope
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 F64 = torch.float64
 KINDS = ("relu", "softplus")
 
