@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner
-from sepneuron.tuning import RULES, Stats, compute_stats, downstream_sensitivity
+from sepneuron.tuning import RULES, STAT_NAMES, Stats, compute_stats, downstream_sensitivity
 from sepneuron.tuning.rules import RuleContext, get_rule, newton_rule, paper_rule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -171,7 +171,6 @@ def test_newton_rule_ignores_the_stats_of_an_empty_side(kind):
     assert bool((s.n_R == 0).all())
     garbage = s.data.clone()
     for name in ("S_R", "G_R", "A_R", "Jq_R", "Jd_R", "Jc_R"):
-        from sepneuron.tuning.statistics import STAT_NAMES
         garbage[STAT_NAMES.index(name)] = 123.0
     clean = newton_rule(s, q, c, d, _ctx(kind, 4))
     dirty = newton_rule(Stats(garbage), q, c, d, _ctx(kind, 4))
@@ -397,7 +396,8 @@ def test_cuda_step_matches_cpu(kind):
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(gamma=0.0), "gamma"), (dict(gamma=-1.0), "gamma"), (dict(gamma=float("nan")), "gamma"),
+        (dict(gamma=0.0), "gamma"), (dict(gamma=-1.0), "gamma"),
+        (dict(gamma=float("nan")), "gamma"),
         (dict(max_step=0.0), "max_step"), (dict(max_step=float("nan")), "max_step"),
         (dict(damping=-1e-3), "damping"), (dict(bend=0.0), "bend"),
         (dict(reduction="avg"), "reduction"), (dict(sensitivity="diag"), "sensitivity"),
@@ -426,7 +426,8 @@ def test_unknown_rule_and_nothing_to_tune_raise():
 def test_downstream_sensitivity_matches_brute_force_jacobian():
     model = SeparatedMLP(3, [5, 4, 6], 2, "softplus", dtype=F64, generator=_gen(20))
     lins = model.linears()
-    slopes = [torch.rand(n, dtype=F64, generator=_gen(21 + i)) + 0.5 for i, n in enumerate((5, 4, 6))]
+    slopes = [torch.rand(n, dtype=F64, generator=_gen(21 + i)) + 0.5
+              for i, n in enumerate((5, 4, 6))]
     sens = downstream_sensitivity(model, slopes)
     assert [s.shape for s in sens] == [(5,), (4,), (6,)]
     # the last hidden layer: column norms^2 of the output weight
