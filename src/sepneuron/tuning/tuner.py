@@ -88,7 +88,7 @@ class SeparatedTuner(Optimizer):
         model: a module holding :class:`SeparatedActivation` layers (a
             :class:`SeparatedMLP`, a DDP wrapper of one, any ``nn.Module``), or an
             iterable of activations. Capture is switched on for each of them.
-        rule: ``"paper"``, ``"newton"``, ``"grad"`` or a callable (see
+        rule: ``"paper"``, ``"newton"``, ``"gauss_newton"``, ``"grad"`` or a callable (see
             :mod:`sepneuron.tuning.rules`).
         gamma: step fraction (``> 0``), stored as the param group's ``"lr"`` so that
             ``torch.optim.lr_scheduler`` schedules it.
