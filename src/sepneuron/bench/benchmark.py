@@ -10,7 +10,16 @@ from typing import Any
 from .runner import run_key, run_specs
 from .store import ResultStore
 
-__all__ = ["run_benchmark", "pending_specs"]
+__all__ = ["run_benchmark", "pending_specs", "record_selection"]
+
+
+def record_selection(store: ResultStore, specs: Sequence[dict[str, Any]], **info: Any) -> None:
+    """Remember which runs make up the benchmark (the report covers exactly these)."""
+    tasks = list(dict.fromkeys(s["task"] for s in specs))
+    methods = list(dict.fromkeys(s["method"] for s in specs))
+    seeds = list(dict.fromkeys(s["seed"] for s in specs))
+    store.set_meta("selection", {"tasks": tasks, "methods": methods, "seeds": seeds, **info,
+                                 "keys": [run_key(s) for s in specs]})
 
 
 def pending_specs(store: ResultStore, specs: Sequence[dict[str, Any]], *,
@@ -44,8 +53,7 @@ def run_benchmark(
     folder = Path(folder)
     errors = 0
     with ResultStore(folder) as store:
-        store.set_meta("selection", {**(selection or {}), "keys": [run_key(s) for s in specs],
-                                     "jobs": jobs})
+        record_selection(store, specs, **{**(selection or {}), "jobs": jobs})
         todo = pending_specs(store, specs, retry_errors=retry_errors)
         if on_plan is not None:
             on_plan(len(todo), len(specs) - len(todo))
