@@ -21,6 +21,7 @@ from .store import ResultStore
 __all__ = ["build_report", "REPORT_NAME"]
 
 REPORT_NAME = "report.md"
+_KIND_NAMES = {"relu": "ReLU", "softplus": "SoftPlus"}
 
 
 def _x(v: float) -> str:
@@ -94,7 +95,7 @@ def _claims_section(cells: list[ClaimCell]) -> list[str]:
         kc = [c for c in cells if c.kind == kind]
         if not kc:
             continue
-        out.append(f"### {kind.capitalize()} analog vs `{CLAIMS[kind]['baseline']}`")
+        out.append(f"### {_KIND_NAMES[kind]} analog vs `{CLAIMS[kind]['baseline']}`")
         out.append("")
         if kind in best:
             rule, score = best[kind]
@@ -114,12 +115,12 @@ def _claims_section(cells: list[ClaimCell]) -> list[str]:
             counts = {v: sum(1 for c in chosen if verdict(c)[2] == v)
                       for v in ("holds", "partly", "does not hold")}
             out.append(
-                f"**Summary ({kind} analog, rule `{rule}`):** the claim holds on "
+                f"**Summary ({_KIND_NAMES[kind]} analog, rule `{rule}`):** the claim holds on "
                 f"{counts['holds']} of {len(chosen)} tasks, partly on {counts['partly']}, and "
                 f"does not hold on {counts['does not hold']}."
             )
             out.append("")
-        out.append(f"All rules, {kind} analog:")
+        out.append(f"All rules, {_KIND_NAMES[kind]} analog:")
         out.append("")
         order = {r: i for i, r in enumerate(RULE_NAMES)}
         kc = sorted(kc, key=lambda c: (order.get(c.rule, 99), c.task))

@@ -268,11 +268,15 @@ def run_specs(
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs!r}")
     if jobs == 1:
-        _worker_init(threads)
-        for spec in specs:
-            if on_start is not None:
-                on_start(spec)
-            on_result(run_one(spec))
+        before = torch.get_num_threads()
+        try:
+            _worker_init(threads)
+            for spec in specs:
+                if on_start is not None:
+                    on_start(spec)
+                on_result(run_one(spec))
+        finally:
+            torch.set_num_threads(before)  # this process is the caller's: leave it as it was
         return
     import multiprocessing
 
