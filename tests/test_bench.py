@@ -130,6 +130,10 @@ def test_claims_ratios_and_verdicts():
     best = best_rules(list(cells.values()))
     assert best["relu"][0] == "newton" and best["relu"][1] == pytest.approx(10.0)
     assert "softplus" not in best
+    # the grad ablation is shown but never chosen for the verdict, however well it does
+    grad = _row("sep_relu_grad", [0, .1], [0, 1], [1, 1e-6])
+    cells = claims_cells([*rows, grad])
+    assert any(c.rule == "grad" for c in cells) and best_rules(cells)["relu"][0] == "newton"
 
 
 def test_claims_hold():

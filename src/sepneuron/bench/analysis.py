@@ -26,7 +26,7 @@ from typing import Any
 from .methods import METHODS, RULE_NAMES
 
 __all__ = [
-    "CLAIMS", "first_reach", "ClaimCell", "claims_cells", "best_rules", "verdict",
+    "CLAIMS", "ABLATION_RULES", "first_reach", "ClaimCell", "claims_cells", "best_rules", "verdict",
     "peer_stats", "dead_stats", "median", "spread",
 ]
 
@@ -136,13 +136,19 @@ def _geomean(values: Iterable[float]) -> float:
     return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else math.nan
 
 
-def best_rules(cells: Sequence[ClaimCell]) -> dict[str, tuple[str, float]]:
+ABLATION_RULES = ("grad",)
+"""Rules that are not separate tuning (``grad``: q, c, d by the weights' optimizer)."""
+
+
+def best_rules(cells: Sequence[ClaimCell], *,
+               exclude: Sequence[str] = ABLATION_RULES) -> dict[str, tuple[str, float]]:
     """Per analog: the rule with the highest geometric mean (over tasks) of the median
-    accuracy ratio, and that mean. One rule for all tasks: no per-task picking."""
+    accuracy ratio, and that mean. One rule for all tasks: no per-task picking. The
+    ablation ``grad`` is not a candidate: the paper's claim is about separate tuning."""
     out: dict[str, tuple[str, float]] = {}
     for kind in CLAIMS:
         scores = {}
-        for rule in RULE_NAMES:
+        for rule in (r for r in RULE_NAMES if r not in exclude):
             accs = [c.accuracy for c in cells if c.kind == kind and c.rule == rule]
             if accs:
                 scores[rule] = _geomean(accs)

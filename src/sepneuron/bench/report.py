@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import (
-    CLAIMS, ClaimCell, best_rules, claims_cells, dead_stats, method_order, peer_stats, verdict,
+    ABLATION_RULES, CLAIMS, ClaimCell, best_rules, claims_cells, dead_stats, method_order, peer_stats, verdict,
 )
 from .methods import METHODS, RULE_NAMES
 from .store import ResultStore
@@ -99,14 +99,19 @@ def _claims_section(cells: list[ClaimCell]) -> list[str]:
         out.append("")
         if kind in best:
             rule, score = best[kind]
-            others = sorted({c.rule for c in kc} - {rule})
+            run = sorted({c.rule for c in kc})
+            others = [r for r in run if r != rule]
+            candidates = [r for r in run if r not in ABLATION_RULES]
             out.append(
-                f"The verdict uses rule **`{rule}`**: of the rules run "
-                f"({', '.join(f'`{r}`' for r in sorted({c.rule for c in kc}))}) it has the "
+                f"The verdict uses rule **`{rule}`**: of the tuner rules run "
+                f"({', '.join(f'`{r}`' for r in candidates)}) it has the "
                 f"highest geometric mean over tasks of the median final-RMSE ratio "
                 f"({score:.3g}x). One rule for every task, chosen by that single score; "
                 f"every rule is shown below"
-                + (f" ({', '.join(f'`{r}`' for r in others)} as well)." if others else ".")
+                + (f" ({', '.join(f'`{r}`' for r in others)} as well)" if others else "")
+                + (". `grad` (q, c, d trained by Adam with the weights: a learnable "
+                   "activation, not separate tuning) is an ablation and not a candidate."
+                   if "grad" in run else ".")
             )
             out.append("")
             chosen = [c for c in kc if c.rule == rule]
