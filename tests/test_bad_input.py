@@ -269,6 +269,14 @@ def test_estimator_rejects_bad_data(case):
         SeparatedMLPRegressor(max_steps=2).fit(X, y)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_estimator_rejects_cuda_without_a_gpu():
+    from sepneuron import SeparatedMLPRegressor
+
+    with pytest.raises(ValueError, match="device is 'cuda' but CUDA is not available"):
+        SeparatedMLPRegressor(device="cuda").fit(*_xy_np())
+
+
 def test_estimator_predict_checks_features_and_finiteness():
     from sepneuron import SeparatedMLPRegressor
 

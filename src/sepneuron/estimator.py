@@ -174,9 +174,11 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         try:
-            torch.device(self.device)
+            dev = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise ValueError(f"device must name a torch device, got {self.device!r}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device is {self.device!r} but CUDA is not available here")
         steps = int(self.max_steps)
         cfg = TrainConfig(
             optimizer=self.optimizer,
