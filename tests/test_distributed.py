@@ -87,7 +87,7 @@ sys.path.insert(0, sys.argv[1])
 import test_distributed as t
 from torch.nn.parallel import DistributedDataParallel
 from sepneuron.distributed import fit_distributed, init_from_env, shard
-rank, world = init_from_env()
+rank, world = init_from_env("gloo")  # CPU tensors, even where CUDA exists
 out = {"world": world}
 model, X, y, cfg = t._problem()
 h = fit_distributed(model, X, y, cfg)

@@ -36,8 +36,10 @@ def init_from_env(backend: str | None = None) -> tuple[int, int]:
     """Join the process group that ``torchrun``'s environment describes; ``(rank, world)``.
 
     Reads ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``. ``backend``
-    defaults to ``"nccl"`` when CUDA is available and ``"gloo"`` otherwise. Does nothing
-    (but return the rank and size) if the group is already initialised.
+    defaults to ``"nccl"`` when CUDA is available and ``"gloo"`` otherwise; it must suit
+    the training device (NCCL needs CUDA tensors: pass ``"gloo"`` to train on the CPU of
+    a GPU machine). Does nothing (but return the rank and size) if the group is already
+    initialised.
     """
     if not torch.distributed.is_available():
         raise RuntimeError("this torch build has no torch.distributed")
