@@ -264,7 +264,7 @@ class _Run:
             self.scheduler.load_state_dict(state["scheduler"])
         for c, s in zip(self.conditioners, state["conditioners"]):
             c.load_state_dict(s)
-        self.sampler.set_state(state["sampler"])
+        self.sampler.set_state(state["sampler"].cpu())  # map_location may have moved it
         if "history" in state:
             self.history = History.from_dict(state["history"])
         if "recovery" in state:
