@@ -203,7 +203,9 @@ def _setup_section(rows, selection: dict[str, Any] | None, last: dict[str, Any] 
                    f"{n_skip} skipped")
     budgets = sorted({r["budget"] for r in rows})
     out.append(f"- Budget per run: {', '.join(budgets)} "
-               + ("of training time (evaluation excluded) for every method: equal wall time"
+               + ("of training time (evaluation excluded) for every method: equal wall time. "
+                  "How many steps fit in it depends on the machine's load, so numbers move "
+                  "between invocations; `--budget N` (steps) is deterministic"
                   if all(b.endswith("s") and not b.endswith("steps") for b in budgets) else
                   "(equal optimizer steps: a step costs different time per method)"))
     if ok:
