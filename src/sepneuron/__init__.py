@@ -1,9 +1,24 @@
 """sepneuron: the separated formal neuron and separate tuning of its nonlinear parameters."""
 
+from typing import Any
+
 from .functional import separated_relu as separated_relu, separated_softplus as separated_softplus
 from .layers import SeparatedActivation as SeparatedActivation, SeparatedMLP as SeparatedMLP
+from .train import History as History, TrainConfig as TrainConfig, fit as fit
 from .tuning import RULES as RULES, SeparatedTuner as SeparatedTuner, get_rule as get_rule
 
 __version__ = "0.1.0"
-from .train import History as History, TrainConfig as TrainConfig, fit as fit
-from .estimator import SeparatedMLPRegressor as SeparatedMLPRegressor
+
+__all__ = [
+    "History", "RULES", "SeparatedActivation", "SeparatedMLP", "SeparatedMLPRegressor",
+    "SeparatedTuner", "TrainConfig", "fit", "get_rule", "separated_relu", "separated_softplus",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The estimator imports scikit-learn (about a second): load it on first use only.
+    if name == "SeparatedMLPRegressor":
+        from .estimator import SeparatedMLPRegressor
+
+        return SeparatedMLPRegressor
+    raise AttributeError(f"module 'sepneuron' has no attribute {name!r}")
