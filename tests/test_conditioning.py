@@ -196,15 +196,17 @@ def test_fit_on_plain_mlp_with_all_components(activation):
 
 # -- (7) compensate and the output layer's step ------------------------------------------------
 
-def _one_sgd_step(kind: str, conds) -> tuple[float, float]:
+def _one_sgd_step(kind: str, conds, lr: float = 0.5) -> tuple[float, float]:
     """cos of the output layer's step with ``-grad`` before the step and ``-grad`` at the
     point it moves from (hidden layers moved, output layer not yet)."""
     x, y = _data()
     model = _mlp(kind)
     g_before = _output_grad(model, x, y)
     theta0 = _output_params(model)
-    fit(model, x, y, _sgd(conds))
+    fit(model, x, y, _sgd(conds, lr=lr))
     step = _output_params(model) - theta0
+    if "compensate" not in conds:                   # nothing but SGD touched the output layer
+        torch.testing.assert_close(step, -lr * g_before, rtol=1e-10, atol=1e-14)
     at = copy.deepcopy(model)
     out = find_blocks(at)[-1].linear
     with torch.no_grad():
