@@ -2,9 +2,19 @@
 
     sepneuron bench [--suite quick|paper] [--tasks ...] [--methods ...] [--seeds ...]
                     [--budget 2000|30s] [--out DIR] [--jobs N]
+    sepneuron train (--task NAME | --data FILE.npz) --checkpoint PATH [--checkpoint-every N]
+                    [--resume] [--steps N] [--out model.pt] [--n-train N --n-test N --seed S]
+                    [--kind softplus|relu] [--hidden 32,32]
+                    [--rule newton|paper|gauss_newton|grad|none] [--optimizer adam|sgd|lbfgs|lm]
+                    [--lr --gamma --max-step --max-time S --batch-size B --eval-every N]
+                    [--dtype float32|float64] [--device cpu] [--threads T]
     sepneuron report DIR
     sepneuron tasks
     sepneuron methods
+
+``train`` (in :mod:`sepneuron.train_cli`) trains one separated MLP with checkpoints written
+atomically; ``--resume`` continues from the checkpoint. Bad input exits with status 2 and a
+one-line ``sepneuron train: ...`` message.
 """
 
 from __future__ import annotations
@@ -68,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    from .train_cli import add_parser as add_train_parser
+
+    add_train_parser(sub)
+
     r = sub.add_parser("report", help="rebuild report.md, results.csv and figures from DIR",
                        description="Rebuild DIR/report.md, DIR/results.csv and the PNG figures "
                        "from DIR/results.sqlite (no training).")
@@ -109,6 +123,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {path}")
     return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train_cli import run
+
+    return run(args)
 
 
 def _selection(args: argparse.Namespace, parser: argparse.ArgumentParser):
@@ -217,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_methods()
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "train":
+            return _cmd_train(args)
         return _cmd_bench(args, parser, argv)
     except BrokenPipeError:  # e.g. `sepneuron methods | head`
         sys.stdout = None  # nothing more to flush at exit
