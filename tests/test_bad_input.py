@@ -333,10 +333,10 @@ def _inject(model: nn.Module, at_calls, grad: bool = False) -> list[int]:
     return calls
 
 
-def _reference(model, X, y, steps, lr, gamma, halve_after):
+def _reference(model, X, y, steps, lr, gamma, max_step, halve_after):
     """fit's Adam + newton tuner step by hand; step sizes halved after ``halve_after`` steps."""
     opt = torch.optim.Adam(model.linear_parameters(), lr=lr)
-    tuner = SeparatedTuner(model, rule="newton", gamma=gamma, max_step=0.05, distributed=False)
+    tuner = SeparatedTuner(model, rule="newton", gamma=gamma, max_step=max_step, distributed=False)
     for step in range(steps):
         if step == halve_after:
             for group in [*opt.param_groups, *tuner.param_groups]:
@@ -374,7 +374,7 @@ def test_inf_once_restores_the_last_good_state_and_halves_the_steps(monkeypatch)
     assert all(math.isfinite(v) for v in h.loss + h.train_rmse)
     assert h.time == sorted(h.time)
     # The parameters are those of a hand-written loop that halves after 4 steps.
-    ref = _reference(_mlp(), X, y, cfg.steps, cfg.lr, cfg.gamma, halve_after=4)
+    ref = _reference(_mlp(), X, y, cfg.steps, cfg.lr, cfg.gamma, cfg.max_step, halve_after=4)
     for p, q in zip(model.parameters(), ref.parameters()):
         assert torch.equal(p, q)
 

@@ -56,7 +56,7 @@ class TrainConfig:
     batch_size: int | None = None    # None: full batch; else mini-batches drawn with the seed
     rule: str | None = "newton"      # tuner rule for separated layers; None: q, c, d stay fixed
     gamma: float = 0.3               # tuner step fraction
-    max_step: float = 0.05           # tuner trust region
+    max_step: float = 0.2            # tuner trust region (see SeparatedTuner)
     tune_curvature: bool = True      # tune c of SoftPlus layers
     conditioning: tuple[str, ...] = ()  # optional components by name (sepneuron.conditioning)
     seed: int = 0                    # seeds the mini-batch sampler (and nothing global)

@@ -114,7 +114,7 @@ class SeparatedTuner(Optimizer):
         model: nn.Module | Iterable[SeparatedActivation],
         rule="newton",
         gamma: float = 0.3,
-        max_step: float = 0.5,
+        max_step: float = 0.2,
         *,
         reduction: str = "mean",
         tune_curvature: bool = True,
