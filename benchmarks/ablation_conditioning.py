@@ -5,7 +5,8 @@ with rule "newton" and TrainConfig defaults (Adam, lr 3e-3, float64, full batch)
 no component, each component alone, and all of them together. Reports, per cell, the
 median over seeds of the final test RMSE, and the time (and steps) to reach the
 no-component run's final test RMSE of the same seed ("time-to-target"; a run that never
-gets there counts as infinite). Writes a markdown table to --out (atomically) and prints it.
+gets there, or stops on repeated non-finite losses, counts as infinite). Writes a
+markdown table to --out (atomically) and prints it.
 
     python benchmarks/ablation_conditioning.py --out runs/ablation_conditioning.md
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from sepneuron import SeparatedMLP, TrainConfig, fit
+from sepneuron import History, SeparatedMLP, TrainConfig, fit
 from sepneuron.conditioning import CONDITIONERS
 from sepneuron.tasks import make_data
 
@@ -42,9 +43,18 @@ def run_one(spec: dict) -> dict:
                          generator=torch.Generator().manual_seed(spec["seed"]))
     cfg = TrainConfig(steps=spec["steps"], eval_every=spec["eval_every"], diagnostics=False,
                       conditioning=CONFIGS[spec["config"]], seed=spec["seed"], **spec["opt"])
-    h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
+    seen: list = []
+
+    def keep(step: int, hist) -> None:
+        seen[:] = [hist]
+
+    try:
+        h, failed = fit(model, X, y, cfg, X_test=Xt, y_test=yt, callback=keep), False
+    except FloatingPointError:  # gave up after repeated non-finite losses: counts as never
+        h, failed = (seen[0] if seen else History()), True
     return {**spec, "rmse": h.test_rmse, "time": h.eval_time, "step": h.eval_step,
-            "final": h.final_test_rmse, "train_time": h.time[-1] if h.time else 0.0}
+            "final": math.inf if failed else h.final_test_rmse, "failed": failed,
+            "train_time": h.time[-1] if h.time else 0.0}
 
 
 def first_reach(run: dict, target: float) -> tuple[float, float]:
@@ -71,8 +81,9 @@ def table(runs: list[dict], args: argparse.Namespace, wall: float) -> str:
     by = {(r["task"], r["kind"], r["config"], r["seed"]): r for r in runs}
     lines = [
         "| task | kind | components | final test RMSE (median) | vs none | "
-        "time-to-target s (median) | vs none | steps-to-target (median) | reached | s/step |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "time-to-target s (median) | vs none | steps-to-target (median) | reached | failed | "
+        "s/step |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CONFIGS}
     for task in args.tasks:
@@ -85,18 +96,20 @@ def table(runs: list[dict], args: argparse.Namespace, wall: float) -> str:
                 ttt = _median([t for t, _ in reach])
                 stt = _median([s for _, s in reach])
                 rmse = _median([r["final"] for r in rs])
-                per_step = _median([r["train_time"] / max(r["step"][-1], 1) for r in rs])
+                per_step = _median([r["train_time"] / max(r["step"][-1] if r["step"] else 0, 1)
+                                    for r in rs])
                 if config == "none":
                     base_ttt, base_stt = ttt, stt
                 ratio_t = ttt / base_ttt if base_ttt and math.isfinite(ttt) else math.inf
                 ratio_s = stt / base_stt if base_stt and math.isfinite(stt) else math.inf
                 summary[config].append((rmse / base_rmse, ratio_t, ratio_s))
                 n_reach = sum(math.isfinite(t) for t, _ in reach)
+                n_fail = sum(r["failed"] for r in rs)
                 lines.append(
                     f"| {task} | {kind} | {config} | {_fmt(rmse)} | "
                     f"{_fmt(rmse / base_rmse, '.2f')} | "
                     f"{_fmt(ttt, '.2f')} | {_fmt(ratio_t, '.2f')} | {_fmt(stt, '.0f')} | "
-                    f"{n_reach}/{len(rs)} | {per_step * 1e3:.2f} ms |"
+                    f"{n_reach}/{len(rs)} | {n_fail} | {per_step * 1e3:.2f} ms |"
                 )
     lines += ["", "Summary over the task x kind cells (geometric mean of the median ratios to "
               "'none'; < 1 is better; time and step ratios over the cells where the median run "

@@ -55,14 +55,15 @@ def get_conditioner(name: str | Conditioner, **options) -> Conditioner:
 def make_conditioners(names: Sequence[str | Conditioner]) -> list[Conditioner]:
     """Build components from names (or pass instances through), in the order they run.
 
-    Components are sorted by their ``order`` (stable); a name given twice is an error.
+    Components are sorted by their ``order`` (stable); a registered component given twice
+    is an error (its hooks would run twice).
     """
     if isinstance(names, str):
         names = (names,)
     out = [get_conditioner(n) for n in names]
     seen: set[str] = set()
     for c in out:
-        if c.name in seen:
+        if c.name in seen and c.name in CONDITIONERS:
             raise ValueError(f"conditioning component {c.name!r} given twice")
         seen.add(c.name)
     return sorted(out, key=lambda c: c.order)
