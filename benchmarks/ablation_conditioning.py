@@ -69,6 +69,13 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else math.nan
 
 
+def _ratio(x: float, base: float | None) -> float:
+    """x / base; inf if x is; nan if base is not a positive finite number."""
+    if base is None or not (math.isfinite(base) and base > 0):
+        return math.nan
+    return x / base
+
+
 def _geomean(xs: list[float]) -> float:
     return math.exp(statistics.fmean(math.log(x) for x in xs)) if xs else math.inf
 
@@ -100,8 +107,7 @@ def table(runs: list[dict], args: argparse.Namespace, wall: float) -> str:
                                     for r in rs])
                 if config == "none":
                     base_ttt, base_stt = ttt, stt
-                ratio_t = ttt / base_ttt if base_ttt and math.isfinite(ttt) else math.inf
-                ratio_s = stt / base_stt if base_stt and math.isfinite(stt) else math.inf
+                ratio_t, ratio_s = _ratio(ttt, base_ttt), _ratio(stt, base_stt)
                 summary[config].append((rmse / base_rmse, ratio_t, ratio_s))
                 n_reach = sum(math.isfinite(t) for t, _ in reach)
                 n_fail = sum(r["failed"] for r in rs)
@@ -119,7 +125,7 @@ def table(runs: list[dict], args: argparse.Namespace, wall: float) -> str:
               "|---|---|---|---|---|---|"]
     for config, cells in summary.items():
         gm = _geomean([r for r, _, _ in cells])
-        fin = [(t, s) for _, t, s in cells if math.isfinite(t)]
+        fin = [(t, s) for _, t, s in cells if math.isfinite(t) and math.isfinite(s)]
         better = sum(r < 1 for r, _, _ in cells)
         lines.append(f"| {config} | {gm:.2f} | {_fmt(_geomean([t for t, _ in fin]), '.2f')} | "
                      f"{_fmt(_geomean([s for _, s in fin]), '.2f')} | {better}/{len(cells)} | "
