@@ -58,6 +58,7 @@ class TrainConfig:
     gamma: float = 0.3               # tuner step fraction
     max_step: float = 0.2            # tuner trust region (see SeparatedTuner)
     tune_curvature: bool = True      # tune c of SoftPlus layers
+    tune_every: int = 1              # tuner step every this many optimizer steps
     conditioning: tuple[str, ...] = ()  # optional components by name (sepneuron.conditioning)
     seed: int = 0                    # seeds the mini-batch sampler (and nothing global)
     dtype: str = "float64"           # "float32" | "float64"
@@ -91,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
         if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"batch_size must be None or a positive int, got {self.batch_size!r}")
+        if not (isinstance(self.tune_every, int) and self.tune_every >= 1):
+            raise ValueError(f"tune_every must be a positive int, got {self.tune_every!r}")
         if not (isinstance(self.eval_every, int) and self.eval_every >= 1):
             raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
         if self.max_retries < 0:
@@ -393,7 +396,7 @@ def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
                 opt.step()
     if not ok:
         return torch.full_like(loss.detach(), float("nan"))
-    if tuner is not None:
+    if tuner is not None and run.history.steps_done % cfg.tune_every == 0:
         tuner.step()
     with torch.no_grad():
         for c in run.conditioners:
