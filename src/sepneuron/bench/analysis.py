@@ -28,6 +28,8 @@ from .methods import METHODS, RULE_NAMES
 __all__ = [
     "CLAIMS", "ABLATION_RULES", "first_reach", "ClaimCell", "claims_cells", "best_rules", "verdict",
     "peer_stats", "dead_stats", "median", "spread",
+    "AblationCell", "AblationSummary", "AblationGroup", "conditioning_ablation",
+    "ablation_verdict", "component_verdicts", "ABLATION_MARGIN",
 ]
 
 # The paper's claims: time 3-10x; accuracy 1.5-2 orders (30-100x) for the ReLU analog and
@@ -234,3 +236,239 @@ def _task_order(name: str) -> int:
 def method_order(name: str) -> int:
     names = list(METHODS)
     return names.index(name) if name in names else len(names)
+
+
+# -- conditioning ablation ---------------------------------------------------------------------
+#
+# Per (analog, rule) group: the base method sep_<kind>_<rule> ("none") and its conditioning
+# variants sep_<kind>_<rule>+<component> / +all (bench.methods.ABLATION_VARIANTS). Per task:
+#
+#     target          = median over seeds of none's final test RMSE (the upper middle value
+#                       for an even number of seeds, so that more than half of none's runs
+#                       reach it and its median time to it is finite)
+#     RMSE ratio      = median final RMSE of the variant / median final RMSE of none
+#     time ratio      = median time-to-target of the variant / that of none
+#     step ratio      = the same in optimizer steps (independent of the machine's load)
+#     per-step ratio  = median training seconds per step of the variant / that of none
+#
+# All ratios are variant / none: below 1 the variant is better (or cheaper). A run that
+# failed (error row, or no finite final RMSE) has final RMSE inf and never reaches the
+# target; a run that never reaches it has time inf, so a median over seeds is "never"
+# (inf) when half or more of the seeds never get there.
+
+
+@dataclass
+class AblationCell:
+    """One (analog, rule, task, variant) over seeds."""
+
+    kind: str
+    rule: str
+    task: str
+    variant: str                 # "none", a component name, or "all"
+    method: str
+    seeds: list[int] = field(default_factory=list)
+    final: list[float] = field(default_factory=list)      # inf: failed run
+    time: list[float] = field(default_factory=list)       # to the target; inf: never
+    steps: list[float] = field(default_factory=list)      # to the target; inf: never
+    per_step: list[float] = field(default_factory=list)   # training s / step (ok runs)
+    failed: int = 0
+    target: float = math.nan     # none's median final RMSE on this task
+    rmse_ratio: float = math.nan
+    time_ratio: float = math.nan
+    step_ratio: float = math.nan
+    per_step_ratio: float = math.nan
+
+    @property
+    def median_final(self) -> float:
+        return _median_inf(self.final)
+
+    @property
+    def median_time(self) -> float:
+        return _median_inf(self.time)
+
+    @property
+    def median_steps(self) -> float:
+        return _median_inf(self.steps)
+
+    @property
+    def reached(self) -> int:
+        return sum(1 for t in self.time if math.isfinite(t))
+
+
+@dataclass
+class AblationSummary:
+    """One variant of one (analog, rule) over its tasks."""
+
+    variant: str
+    method: str
+    tasks: int = 0               # tasks with a finite RMSE ratio (or inf: all failed)
+    rmse: float = math.nan       # geometric mean over tasks of the RMSE ratio
+    time: float = math.nan       # geometric mean over the tasks where the median run reached
+    steps: float = math.nan      #   the target (time, steps): see `reached`; inf: in none
+    per_step: float = math.nan   # geometric mean of the per-step time ratio
+    better: int = 0              # tasks with RMSE ratio < 1
+    reached: int = 0             # tasks whose median run reached the target
+    verdict: str = "n/a"
+
+
+@dataclass
+class AblationGroup:
+    """The ablation of one analog and tuner rule."""
+
+    kind: str
+    rule: str
+    base: str                    # the "none" method
+    tasks: list[str]
+    variants: list[str]          # labels present, in ABLATION_VARIANTS order
+    cells: dict[tuple[str, str], AblationCell]   # (task, variant) -> cell
+    summary: dict[str, AblationSummary]          # variant -> summary
+
+
+def _median_inf(values: Iterable[float]) -> float:
+    """Median that keeps ``inf`` (never / failed) and drops NaN; NaN if nothing is left."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(vals) if vals else math.nan
+
+
+def _ablation_ratio(num: float, den: float) -> float:
+    """num / den with inf for a never/failed numerator; NaN when den is not usable."""
+    if math.isnan(num) or math.isnan(den) or not (0 < den < math.inf):
+        return math.nan
+    return num / den  # inf / finite = inf
+
+
+def _geomean_inf(values: Iterable[float]) -> float:
+    """Geometric mean of positive values; inf if any is inf; NaN if none is usable."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if any(math.isinf(v) for v in vals):
+        return math.inf
+    vals = [v for v in vals if v > 0]
+    return math.exp(sum(map(math.log, vals)) / len(vals)) if vals else math.nan
+
+
+ABLATION_MARGIN = 0.95
+"""A component *helps* only if it lowers the final RMSE by more than 5% on average."""
+
+
+def ablation_verdict(ratios: Sequence[float]) -> str:
+    """``helps`` / ``mixed`` / ``does not help`` from the per-cell RMSE ratios (variant /
+    none; NaN cells ignored), with ``gm`` their geometric mean and ``better`` the cells
+    with ratio < 1:
+
+    * ``helps``: gm < :data:`ABLATION_MARGIN` (0.95) and better in at least 2/3 of the cells;
+    * ``does not help``: gm >= 0.95 and better in at most 1/3 of them;
+    * ``mixed``: anything else (a gain of under 5%, or gains and losses). ``n/a`` without
+      any usable cell.
+    """
+    vals = [r for r in ratios if r is not None and not math.isnan(r)]
+    if not vals:
+        return "n/a"
+    gm, better, n = _geomean_inf(vals), sum(1 for r in vals if r < 1), len(vals)
+    if gm < ABLATION_MARGIN and 3 * better >= 2 * n:
+        return "helps"
+    if gm >= ABLATION_MARGIN and 3 * better <= n:
+        return "does not help"
+    return "mixed"
+
+
+def conditioning_ablation(rows: Sequence[dict[str, Any]]) -> list[AblationGroup]:
+    """The conditioning ablation groups present in ``rows`` (see the comment above).
+
+    A group exists for every (analog, rule) with at least one conditioning variant in
+    ``rows``; its "none" is the base method. Tasks where the base has no finished run
+    have NaN ratios (no target). Skipped rows are ignored.
+    """
+    from .methods import ABLATION_VARIANTS, ablation_parts
+
+    order = {v: i for i, v in enumerate(ABLATION_VARIANTS)}
+    runs: dict[tuple[str, str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    present: dict[str, set[str]] = defaultdict(set)          # base -> variants in rows
+    for r in rows:
+        parts = ablation_parts(r["method"])
+        if parts is None or r.get("status") == "skipped":
+            continue
+        base, variant = parts
+        runs[(base, variant, r["task"])][r["seed"]] = r
+        present[base].add(variant)
+    groups = []
+    for base in sorted(present, key=method_order):
+        if present[base] <= {"none"}:
+            continue  # the base alone: nothing is ablated
+        m = METHODS[base]
+        variants = sorted(present[base] | {"none"}, key=lambda v: order.get(v, len(order)))
+        tasks = sorted({t for (b, _, t) in runs if b == base}, key=_task_order)
+        cells: dict[tuple[str, str], AblationCell] = {}
+        for task in tasks:
+            none_runs = runs.get((base, "none", task), {})
+            none_final = [_final(r) for r in none_runs.values()]
+            finite = sorted(v for v in none_final if math.isfinite(v))
+            target = statistics.median_high(finite) if finite else math.nan
+            for variant in variants:
+                method = base if variant == "none" else f"{base}+{variant}"
+                cell = AblationCell(m.activation, m.rule, task, variant, method, target=target)
+                for seed, r in sorted(runs.get((base, variant, task), {}).items()):
+                    final = _final(r)
+                    cell.seeds.append(seed)
+                    cell.final.append(final)
+                    cell.failed += not math.isfinite(final)
+                    hit = None
+                    if math.isfinite(final) and not math.isnan(target) and r.get("curve"):
+                        hit = first_reach(r["curve"], target)
+                    cell.time.append(math.inf if hit is None else hit[0])
+                    cell.steps.append(math.inf if hit is None else float(hit[1]))
+                    if math.isfinite(final) and r.get("steps") and r.get("train_time") is not None:
+                        cell.per_step.append(r["train_time"] / r["steps"])
+                cells[(task, variant)] = cell
+            none = cells[(task, "none")]
+            for variant in variants:
+                cell = cells[(task, variant)]
+                if not cell.seeds:
+                    continue
+                cell.rmse_ratio = _ablation_ratio(cell.median_final, none.median_final)
+                cell.time_ratio = _ablation_ratio(cell.median_time, none.median_time)
+                cell.step_ratio = _ablation_ratio(cell.median_steps, none.median_steps)
+                cell.per_step_ratio = _ablation_ratio(median(cell.per_step), median(none.per_step))
+        summary = {}
+        for variant in variants:
+            cs = [cells[(t, variant)] for t in tasks if cells[(t, variant)].seeds]
+            rm = [c.rmse_ratio for c in cs if not math.isnan(c.rmse_ratio)]
+            reached = [c for c in cs if math.isfinite(c.time_ratio) and math.isfinite(c.step_ratio)]
+            # over the tasks reached; "never" (inf) if the variant reached it in none of them
+            never = not reached and any(math.isinf(c.time_ratio) for c in cs)
+            summary[variant] = AblationSummary(
+                variant, cs[0].method if cs else base, tasks=len(rm), rmse=_geomean_inf(rm),
+                time=math.inf if never else _geomean_inf(c.time_ratio for c in reached),
+                steps=math.inf if never else _geomean_inf(c.step_ratio for c in reached),
+                per_step=_geomean_inf(c.per_step_ratio for c in cs),
+                better=sum(1 for r in rm if r < 1), reached=len(reached),
+                verdict="baseline" if variant == "none" else ablation_verdict(rm),
+            )
+        groups.append(AblationGroup(m.activation, m.rule, base, tasks, variants, cells, summary))
+    return groups
+
+
+def _final(row: dict[str, Any]) -> float:
+    """Final test RMSE of a run; inf for a failed run (error, or no finite RMSE)."""
+    v = row.get("test_rmse")
+    if row.get("status") != "ok" or v is None or not math.isfinite(v):
+        return math.inf
+    return float(v)
+
+
+def component_verdicts(groups: Sequence[AblationGroup]) -> dict[str, dict[str, Any]]:
+    """Per variant (not "none"), pooled over the groups (analogs, rules): the per-cell RMSE
+    ratios' geometric mean, cells better / cells, and :func:`ablation_verdict`."""
+    from .methods import ABLATION_VARIANTS
+
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for g in groups:
+        for (task, variant), c in g.cells.items():
+            if variant != "none" and c.seeds and not math.isnan(c.rmse_ratio):
+                pooled[variant].append(c.rmse_ratio)
+    order = list(ABLATION_VARIANTS)
+    out = {}
+    for variant in sorted(pooled, key=lambda v: order.index(v) if v in order else len(order)):
+        rs = pooled[variant]
+        out[variant] = {"rmse": _geomean_inf(rs), "better": sum(1 for r in rs if r < 1),
+                        "cells": len(rs), "verdict": ablation_verdict(rs)}
+    return out

@@ -14,6 +14,11 @@ Families:
   fixed activation, SGD (momentum) or Adam, same parameter count.
 * ``peer`` -- what a user would pick instead: float64 L-BFGS (tanh MLP, same count),
   Levenberg-Marquardt (small tanh MLP), KAN (pykan; optional).
+* ``ablation`` -- a separated method with conditioning components switched on
+  (:mod:`sepneuron.conditioning`): ``sep_<kind>_<rule>+<component>`` for each component
+  alone and ``sep_<kind>_<rule>+all`` for all of them, for the rules in
+  :data:`CONDITIONING_RULES`. The "none" variant is the plain ``sep_<kind>_<rule>``. The
+  components go into the run's ``TrainConfig.conditioning`` (and so into its key).
 """
 
 from __future__ import annotations
@@ -21,7 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Method", "METHODS", "METHOD_CONFIG", "RULE_NAMES", "get_method", "analog_methods"]
+__all__ = [
+    "Method", "METHODS", "METHOD_CONFIG", "RULE_NAMES", "get_method", "analog_methods",
+    "CONDITIONING_COMPONENTS", "ABLATION_VARIANTS", "CONDITIONING_RULES", "ablation_methods",
+    "ablation_parts",
+]
 
 RULE_NAMES = ("paper", "newton", "gauss_newton", "grad")
 """Tuner rules benchmarked for each analog (names of :data:`sepneuron.tuning.RULES`)."""
@@ -45,6 +54,20 @@ EVAL_EVERY = {"adam": 20, "sgd": 20, "separated": 5, "lbfgs": 5, "lm": 2}
 
 LM_HIDDEN = [12, 12]  # the small MLP for Levenberg-Marquardt: 205 parameters in 2-D, 217 in 3-D
 
+CONDITIONING_COMPONENTS = (
+    "spread_directions", "compensate", "normalize_activations", "normalize_deltas",
+    "orthogonalize",
+)
+"""The names of :data:`sepneuron.conditioning.CONDITIONERS` (a test checks they agree)."""
+
+ABLATION_VARIANTS: dict[str, tuple[str, ...]] = {
+    "none": (), **{c: (c,) for c in CONDITIONING_COMPONENTS}, "all": CONDITIONING_COMPONENTS,
+}
+"""Variant label -> the ``TrainConfig.conditioning`` it runs with ("none": the base method)."""
+
+CONDITIONING_RULES = ("newton", "gauss_newton")
+"""Tuner rules with registered conditioning variants (the ``ablation`` suite runs ``newton``)."""
+
 
 @dataclass(frozen=True)
 class Method:
@@ -59,6 +82,7 @@ class Method:
     hidden: list[int] | None = None  # fixed hidden sizes; None: the suite's parameter budget
     description: str = ""      # one line for `sepneuron methods` and the report
     extra: dict[str, Any] = field(default_factory=dict)  # overrides on top of METHOD_CONFIG
+    conditioning: tuple[str, ...] = ()  # TrainConfig.conditioning (ablation methods only)
 
     def train_overrides(self) -> dict[str, Any]:
         """TrainConfig fields this method sets (the rest are TrainConfig defaults)."""
@@ -67,6 +91,8 @@ class Method:
         out = dict(METHOD_CONFIG[self.optimizer])
         out["rule"] = self.rule  # None for plain models: nothing to tune
         out["eval_every"] = EVAL_EVERY[self.optimizer]
+        if self.conditioning:  # only then: the other methods' specs (and keys) stay as they were
+            out["conditioning"] = tuple(self.conditioning)
         out.update(self.extra)
         return out
 
@@ -98,6 +124,19 @@ def _registry() -> dict[str, Method]:
         "kan", "peer", "kan", "kan", "kan",
         description="KAN (pykan MultKAN [d, 10, 1], grid 5, LBFGS); skipped without pykan",
     ))
+    # Appended last, so the other methods keep their order (report order, the paper suite).
+    for kind in ("relu", "softplus"):
+        for rule in CONDITIONING_RULES:
+            for variant, comps in ABLATION_VARIANTS.items():
+                if variant == "none":
+                    continue  # the base method sep_<kind>_<rule> itself
+                what = f"all {len(comps)} conditioning components" if variant == "all" else \
+                    f"conditioning component {variant!r}"
+                methods.append(Method(
+                    f"sep_{kind}_{rule}+{variant}", "ablation", "separated", kind, "separated",
+                    rule=rule, conditioning=comps,
+                    description=f"sep_{kind}_{rule} with {what} (off by default)",
+                ))
     return {m.name: m for m in methods}
 
 
@@ -120,3 +159,28 @@ def get_method(name_or_method: str | Method) -> Method:
 def analog_methods(kind: str) -> list[str]:
     """Names of the separated methods of one analog, one per rule, in :data:`RULE_NAMES` order."""
     return [f"sep_{kind}_{rule}" for rule in RULE_NAMES]
+
+
+def ablation_methods(kind: str, rule: str = "newton") -> list[str]:
+    """The conditioning ablation of one analog and rule: the base method ("none"), each
+    component alone, then all of them, in :data:`ABLATION_VARIANTS` order."""
+    base = f"sep_{kind}_{rule}"
+    return [base if v == "none" else f"{base}+{v}" for v in ABLATION_VARIANTS]
+
+
+def ablation_parts(name: str) -> tuple[str, str] | None:
+    """``(base method, variant label)`` of a method of a conditioning ablation, else ``None``.
+
+    ``sep_relu_newton+compensate`` -> ``("sep_relu_newton", "compensate")``; a separated
+    base method with a registered variant is its own "none": ``sep_relu_newton`` ->
+    ``("sep_relu_newton", "none")``.
+    """
+    m = METHODS.get(name)
+    if m is None or m.model != "separated":
+        return None
+    base = f"sep_{m.activation}_{m.rule}"
+    if m.family == "ablation":
+        return base, name.split("+", 1)[1]
+    if m.rule in CONDITIONING_RULES and name == base:
+        return base, "none"
+    return None

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from ..tasks import TASKS
-from .methods import METHODS
+from .methods import METHODS, ablation_methods
 
 __all__ = ["Budget", "Suite", "SUITES", "parse_budget", "get_suite"]
 
@@ -74,6 +74,12 @@ QUICK_METHODS = (
     "relu_adam", "softplus_adam", "tanh_lbfgs",
 )
 
+PAPER_METHODS = tuple(name for name, m in METHODS.items() if m.family != "ablation")
+"""Every method except the conditioning variants (those are the ``ablation`` suite's)."""
+
+ABLATION_METHODS = (*ablation_methods("relu", "newton"), *ablation_methods("softplus", "newton"))
+"""Both analogs, rule ``newton``: none, each conditioning component alone, all (14)."""
+
 SUITES: dict[str, Suite] = {
     "quick": Suite(
         "quick",
@@ -87,10 +93,21 @@ SUITES: dict[str, Suite] = {
     "paper": Suite(
         "paper",
         tasks=tuple(TASKS),
-        methods=tuple(METHODS),
+        methods=PAPER_METHODS,
         seeds=(0, 1, 2, 3, 4),
         budget=Budget(seconds=30.0),
-        description="every task and method, 5 seeds, 30 s each (hours)",
+        description="every task and method (but the ablation variants), 5 seeds, 30 s each "
+        "(hours)",
+    ),
+    "ablation": Suite(
+        "ablation",
+        tasks=("kan_exp", "sin_cos", "abs_planes_3d"),
+        methods=ABLATION_METHODS,
+        seeds=(0, 1, 2),
+        budget=Budget(steps=1500),
+        description="conditioning components (docs/conditioning.md) on both analogs, rule "
+        "newton: none, each alone, all; 3 tasks, 3 seeds, 1500 steps each; "
+        "~25 min on 2 cores with --jobs 2",
     ),
 }
 
