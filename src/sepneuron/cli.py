@@ -106,10 +106,11 @@ def _cmd_methods() -> int:
     from .bench.methods import METHODS
     from .bench.suites import SUITES
 
-    print(f"{'name':26s} {'family':10s} {'suites':12s} description")
+    width = max(len(m.name) for m in METHODS.values())
+    print(f"{'name':{width}s} {'family':10s} {'suites':20s} description")
     for m in METHODS.values():
         suites = ",".join(s.name for s in SUITES.values() if m.name in s.methods)
-        print(f"{m.name:26s} {m.family:10s} {suites:12s} {m.description}")
+        print(f"{m.name:{width}s} {m.family:10s} {suites:20s} {m.description}")
     return 0
 
 

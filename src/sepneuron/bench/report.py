@@ -418,13 +418,12 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
     if figures:
         from .plots import plot_activations, plot_curves, plot_error_maps, plot_neuron_tuning
 
-        best = best_rules(cells).get("relu", (None, 0))[0]
         figs = {
             "Learning curves": plot_curves(rows, folder, methods),
             "Error of the best models over the domain (saved at run time)": plot_error_maps(rows, folder),
             "Shapes of the separated activations (paper Fig. 5)": [plot_activations(folder)],
-            "One neuron being tuned (paper Figs. 3 and 6; a small demo trained for this figure)":
-                [plot_neuron_tuning(folder, best)],
+            "One neuron being tuned (paper Figs. 3 and 6: the setting of tests/test_figure3.py, "
+            "trained for this figure)": [plot_neuron_tuning(folder)],
         }
         lines += _figures_section(folder, figs)
     lines += _errors_section(rows)
