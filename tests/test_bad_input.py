@@ -24,13 +24,7 @@ F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run fastest, and reproducibly, on one thread (CI has two cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def _gen(seed: int) -> torch.Generator:

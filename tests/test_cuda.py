@@ -28,18 +28,12 @@ KINDS = ("relu", "softplus")
 
 pytestmark = [
     pytest.mark.cuda,
+    pytest.mark.usefixtures("one_thread"),  # tiny tensors: one thread is fastest
     pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
                        reason="needs a CUDA device"),
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU side of each comparison: small models, fastest on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _problem(n: int = 256, hidden=(16, 16), kind: str = "softplus"):

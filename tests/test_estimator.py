@@ -19,13 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from sepneuron import SeparatedMLP, SeparatedMLPRegressor  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run fastest, and reproducibly, on one thread (CI has two cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 def _small(**kw) -> SeparatedMLPRegressor:

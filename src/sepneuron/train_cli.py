@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -270,22 +269,11 @@ def _json_safe(v: Any) -> Any:
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it (mkstemp makes it 0600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`sepneuron.checkpoint.atomic_open`)."""
+    from .checkpoint import atomic_open
+
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _save(out: Path, model, cfg, model_args: dict, data: dict, history) -> Path:

@@ -11,18 +11,18 @@ are there. Only the process that owns the store writes (the workers return rows)
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import math
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..checkpoint import atomic_open
 
 __all__ = ["ResultStore", "CSV_COLUMNS", "DB_NAME", "CSV_NAME"]
 
@@ -149,23 +149,14 @@ class ResultStore:
                    keys: Iterable[str] | None = None) -> Path:
         """Write the runs (flat columns) to ``results.csv`` atomically; return its path."""
         target = Path(path) if path is not None else self.folder / CSV_NAME
-        fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".csv", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(CSV_COLUMNS)
-                for row in self.rows(keys):
-                    dead = row.get("dead_fraction") or []
-                    flat = dict(row, dead_fraction_mean=(sum(dead) / len(dead)) if dead else None)
-                    w.writerow(["" if flat.get(c) is None else _csv_value(flat[c])
-                                for c in CSV_COLUMNS])
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_open(target, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(CSV_COLUMNS)
+            for row in self.rows(keys):
+                dead = row.get("dead_fraction") or []
+                flat = dict(row, dead_fraction_mean=(sum(dead) / len(dead)) if dead else None)
+                w.writerow(["" if flat.get(c) is None else _csv_value(flat[c])
+                            for c in CSV_COLUMNS])
         return target
 
     def close(self) -> None:
