@@ -174,3 +174,58 @@ class Component(Conditioner):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"
+
+
+class SteeringComponent(Component):
+    """A component that adds a push along ``direction`` to the gradients of hidden layers.
+
+    For each hidden block it keeps (:meth:`wants`), ``before_update`` computes
+    ``direction(block, x)`` from the block's layer inputs ``x`` ``(batch, in)`` of the last
+    forward pass and hands it to :func:`steer_`, which adds ``strength * |g|`` along it.
+    The output layer is never steered.
+
+    Args:
+        strength: size of the push relative to the loss gradient (``>= 0``).
+        every: apply every this many steps.
+    """
+
+    def __init__(self, strength: float = 0.2, every: int = 1) -> None:
+        super().__init__(every)
+        if not strength >= 0:
+            raise ValueError(f"strength must be >= 0, got {strength!r}")
+        self.strength = float(strength)
+        self._blocks: list[Block] = []
+        self._inputs: dict[int, Tensor] = {}
+
+    def options(self) -> dict[str, Any]:
+        return {"strength": self.strength, **super().options()}
+
+    def wants(self, block: Block) -> bool:
+        """Whether to steer this hidden block."""
+        return True
+
+    def direction(self, block: Block, x: Tensor) -> list[Tensor] | None:
+        """The push for ``(W, w0)`` of the block, or ``None`` to leave it alone."""
+        raise NotImplementedError
+
+    def attach(self, model: nn.Module) -> None:
+        self._blocks = [b for b in find_blocks(model)[:-1] if self.wants(b)]
+        self._handles += capture_inputs([b.linear for b in self._blocks], self._inputs)
+
+    def detach(self) -> None:
+        super().detach()
+        self._inputs.clear()
+
+    @torch.no_grad()
+    def before_update(self, model: nn.Module) -> None:
+        if not self.active or self.strength == 0:
+            return
+        for blk in self._blocks:
+            x = self._inputs.get(id(blk.linear))
+            params = layer_params(blk.linear)
+            if x is None or any(p.grad is None or not p.requires_grad for p in params):
+                continue
+            x = x.reshape(-1, blk.linear.in_features).to(blk.linear.weight.dtype)
+            push = self.direction(blk, x)
+            if push is not None:
+                steer_(params, push, self.strength)

@@ -18,14 +18,11 @@ loss stays one. Only hidden layers are steered.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import Block, Component, activation_output, capture_inputs, find_blocks, layer_params
-from ._common import steer_
+from ._common import Block, SteeringComponent, activation_output, layer_params
 
 __all__ = ["Orthogonalize", "activity_cosines", "mean_abs_cosine", "decorrelation_penalty"]
 
@@ -54,7 +51,7 @@ def decorrelation_penalty(o: Tensor) -> Tensor:
     return _off_diagonal(activity_cosines(o)).pow(2).mean()
 
 
-class Orthogonalize(Component):
+class Orthogonalize(SteeringComponent):
     """``orthogonalize``: steer hidden weights to decorrelate each layer's activity vectors.
 
     Args:
@@ -65,40 +62,15 @@ class Orthogonalize(Component):
     name = "orthogonalize"
     order = 30
 
-    def __init__(self, strength: float = 0.2, every: int = 1) -> None:
-        super().__init__(every)
-        if not strength >= 0:
-            raise ValueError(f"strength must be >= 0, got {strength!r}")
-        self.strength = float(strength)
-        self._blocks: list[Block] = []
-        self._inputs: dict[int, Tensor] = {}
+    def wants(self, block: Block) -> bool:
+        return block.linear.out_features > 1
 
-    def options(self) -> dict[str, Any]:
-        return {"strength": self.strength, **super().options()}
-
-    def attach(self, model: nn.Module) -> None:
-        self._blocks = [b for b in find_blocks(model)[:-1] if b.linear.out_features > 1]
-        self._handles += capture_inputs([b.linear for b in self._blocks], self._inputs)
-
-    def detach(self) -> None:
-        super().detach()
-        self._inputs.clear()
-
-    def direction(self, block: Block, x: Tensor) -> list[Tensor]:
+    def direction(self, block: Block, x: Tensor) -> list[Tensor] | None:
         """``dP/d(W, w0)`` of the block on layer inputs ``x`` ``(batch, in)``."""
+        if x.shape[0] < 2:
+            return None
         params = layer_params(block.linear)
         with torch.enable_grad():
             o = activation_output(block.act, F.linear(x, block.linear.weight, block.linear.bias))
             penalty = decorrelation_penalty(o.reshape(-1, o.shape[-1]))
             return list(torch.autograd.grad(penalty, params))
-
-    def before_update(self, model: nn.Module) -> None:
-        if not self.active or self.strength == 0:
-            return
-        for blk in self._blocks:
-            x = self._inputs.get(id(blk.linear))
-            params = layer_params(blk.linear)
-            if x is None or x.reshape(-1, x.shape[-1]).shape[0] < 2 or any(
-                    p.grad is None or not p.requires_grad for p in params):
-                continue
-            steer_(params, self.direction(blk, x), self.strength)

@@ -27,12 +27,10 @@ of the loss stay). Only hidden layers are steered.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import Block, Component, capture_inputs, find_blocks, layer_params, steer_
+from ._common import Block, SteeringComponent
 
 __all__ = ["SpreadDirections", "spread_targets", "direction_cosines", "coverage_angle"]
 
@@ -104,7 +102,7 @@ def coverage_angle(weight: Tensor, x: Tensor) -> float:
     return float(torch.arccos(best).max())
 
 
-class SpreadDirections(Component):
+class SpreadDirections(SteeringComponent):
     """``spread_directions``: steer hidden weight axes toward a SOM-like spread over the inputs.
 
     Args:
@@ -115,35 +113,11 @@ class SpreadDirections(Component):
     name = "spread_directions"
     order = 40
 
-    def __init__(self, strength: float = 0.2, every: int = 1) -> None:
-        super().__init__(every)
-        if not strength >= 0:
-            raise ValueError(f"strength must be >= 0, got {strength!r}")
-        self.strength = float(strength)
-        self._blocks: list[Block] = []
-        self._inputs: dict[int, Tensor] = {}
+    def wants(self, block: Block) -> bool:
+        return block.linear.in_features > 1
 
-    def options(self) -> dict[str, Any]:
-        return {"strength": self.strength, **super().options()}
-
-    def attach(self, model: nn.Module) -> None:
-        self._blocks = [b for b in find_blocks(model)[:-1] if b.linear.in_features > 1]
-        self._handles += capture_inputs([b.linear for b in self._blocks], self._inputs)
-
-    def detach(self) -> None:
-        super().detach()
-        self._inputs.clear()
-
-    @torch.no_grad()
-    def before_update(self, model: nn.Module) -> None:
-        if not self.active or self.strength == 0:
-            return
-        for blk in self._blocks:
-            x = self._inputs.get(id(blk.linear))
-            if x is None:
-                continue
-            lin = blk.linear
-            x = x.reshape(-1, lin.in_features).to(lin.weight.dtype)
-            new_w, new_b = spread_targets(lin.weight, lin.bias, x)
-            direction = [lin.weight - new_w] + ([] if new_b is None else [lin.bias - new_b])
-            steer_(layer_params(lin), direction, self.strength)
+    def direction(self, block: Block, x: Tensor) -> list[Tensor]:
+        """From the weights toward their SOM targets (:func:`spread_targets`) on ``x``."""
+        lin = block.linear
+        new_w, new_b = spread_targets(lin.weight, lin.bias, x)
+        return [lin.weight - new_w] + ([] if new_b is None else [lin.bias - new_b])
