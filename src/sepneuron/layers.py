@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +11,9 @@ from torch.nn.utils import skip_init
 
 from .functional import check_kind, separated
 
-__all__ = ["SeparatedActivation", "SeparatedMLP", "empty_linear", "init_linear_"]
+__all__ = [
+    "SeparatedActivation", "SeparatedMLP", "LinearStack", "check_sizes", "empty_linear", "init_linear_",
+]
 
 _Init = float | Tensor
 
@@ -155,7 +157,60 @@ def init_linear_(linear: nn.Linear, generator: torch.Generator | None = None) ->
     return linear
 
 
-class SeparatedMLP(nn.Module):
+def check_sizes(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> None:
+    """Raise ``ValueError`` unless every size is a positive int."""
+    named = [("in_features", in_features), ("out_features", out_features)]
+    named += [("hidden_sizes", h) for h in hidden_sizes]
+    for name, s in named:
+        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
+            raise ValueError(f"{name} must hold positive ints, got {s!r}")
+
+
+class LinearStack(nn.Module):
+    """``Linear -> make_activation(width)`` for each hidden layer, then a plain ``Linear``.
+
+    The common body of :class:`SeparatedMLP` and :class:`~sepneuron.baselines.PlainMLP`.
+    Linear layers are created uninitialised; subclasses draw them in ``reset_parameters``.
+    Shapes: input ``(batch, in_features)``, output ``(batch, out_features)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int],
+        out_features: int,
+        make_activation: Callable[[int], nn.Module],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        hidden_sizes = tuple(hidden_sizes)
+        check_sizes(in_features, hidden_sizes, out_features)
+        self.in_features, self.out_features = in_features, out_features
+        self.hidden_sizes = hidden_sizes
+        sizes = [in_features, *hidden_sizes, out_features]
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+            layers.append(empty_linear(fan_in, fan_out, device=device, dtype=dtype))
+            layers.append(make_activation(fan_out))
+        layers.append(empty_linear(sizes[-2], sizes[-1], device=device, dtype=dtype))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (batch, {self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.net(x)
+
+    def linears(self) -> list[nn.Linear]:
+        """The linear layers, input side first; the last is the output layer."""
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+
+class SeparatedMLP(LinearStack):
     """``Linear -> SeparatedActivation`` for each hidden layer, then a plain ``Linear``.
 
     The output layer has no nonlinearity and is trained by ordinary back-propagation
@@ -180,26 +235,15 @@ class SeparatedMLP(nn.Module):
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        sizes = [in_features, *hidden_sizes, out_features]
-        for name, s in zip(("in_features", *["hidden_sizes"] * len(hidden_sizes), "out_features"), sizes):
-            if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-                raise ValueError(f"{name} must hold positive ints, got {s!r}")
         check_kind(kind)
-        self.in_features, self.out_features = in_features, out_features
-        self.hidden_sizes = tuple(hidden_sizes)
+        super().__init__(
+            in_features, hidden_sizes, out_features,
+            lambda width: SeparatedActivation(
+                width, kind, q_init=q_init, c_init=c_init, d_init=d_init, device=device, dtype=dtype
+            ),
+            device=device, dtype=dtype,
+        )
         self.kind = kind
-        factory = {"device": device, "dtype": dtype}
-        layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-            layers.append(empty_linear(fan_in, fan_out, **factory))
-            layers.append(
-                SeparatedActivation(
-                    fan_out, kind, q_init=q_init, c_init=c_init, d_init=d_init, **factory
-                )
-            )
-        layers.append(empty_linear(sizes[-2], sizes[-1], **factory))
-        self.net = nn.Sequential(*layers)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -210,21 +254,9 @@ class SeparatedMLP(nn.Module):
             elif isinstance(m, SeparatedActivation):
                 m.reset_parameters()
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"SeparatedMLP expects input of shape (batch, {self.in_features}), "
-                f"got {tuple(x.shape)}"
-            )
-        return self.net(x)
-
     def activations(self) -> list[SeparatedActivation]:
         """The separated activations, input side first."""
         return [m for m in self.net if isinstance(m, SeparatedActivation)]
-
-    def linears(self) -> list[nn.Linear]:
-        """The linear layers, input side first; the last is the output layer."""
-        return [m for m in self.net if isinstance(m, nn.Linear)]
 
     def linear_parameters(self) -> Iterator[nn.Parameter]:
         """Weights and biases: the "vector-linear" parameters, trained by backprop."""

@@ -18,9 +18,9 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ..layers import empty_linear, init_linear_
+from ..layers import LinearStack, check_sizes, init_linear_
 
 __all__ = ["ACTIVATIONS", "PlainMLP", "hidden_for_budget", "count_parameters"]
 
@@ -32,14 +32,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
 }
 """Activations of :class:`PlainMLP` by name: zero-argument factories of ``nn.Module``."""
-
-
-def _check_sizes(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> None:
-    named = [("in_features", in_features), ("out_features", out_features)]
-    named += [("hidden_sizes", h) for h in hidden_sizes]
-    for name, s in named:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-            raise ValueError(f"{name} must hold positive ints, got {s!r}")
 
 
 def _make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
@@ -57,7 +49,7 @@ def _make_activation(activation: str | Callable[[], nn.Module]) -> nn.Module:
     raise ValueError(f"activation must be a name or a factory, got {activation!r}")
 
 
-class PlainMLP(nn.Module):
+class PlainMLP(LinearStack):
     """``Linear -> activation`` for each hidden layer, then a plain ``Linear``.
 
     Shapes: input ``(batch, in_features)``, output ``(batch, out_features)``.
@@ -78,20 +70,9 @@ class PlainMLP(nn.Module):
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__()
-        hidden_sizes = tuple(hidden_sizes)
-        _check_sizes(in_features, hidden_sizes, out_features)
-        self.in_features, self.out_features = in_features, out_features
-        self.hidden_sizes = hidden_sizes
+        super().__init__(in_features, hidden_sizes, out_features,
+                         lambda width: _make_activation(activation), device=device, dtype=dtype)
         self.activation = activation if isinstance(activation, str) else "custom"
-        factory = {"device": device, "dtype": dtype}
-        sizes = [in_features, *hidden_sizes, out_features]
-        layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
-            layers.append(empty_linear(fan_in, fan_out, **factory))
-            layers.append(_make_activation(activation))
-        layers.append(empty_linear(sizes[-2], sizes[-1], **factory))
-        self.net = nn.Sequential(*layers)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
@@ -99,18 +80,6 @@ class PlainMLP(nn.Module):
         for m in self.net:
             if isinstance(m, nn.Linear):
                 init_linear_(m, generator)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(
-                f"PlainMLP expects input of shape (batch, {self.in_features}), "
-                f"got {tuple(x.shape)}"
-            )
-        return self.net(x)
-
-    def linears(self) -> list[nn.Linear]:
-        """The linear layers, input side first; the last is the output layer."""
-        return [m for m in self.net if isinstance(m, nn.Linear)]
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}"
@@ -136,7 +105,7 @@ def hidden_for_budget(
     quadratic in ``h``; the positive root is computed and its two integer neighbours
     compared, ties going to the smaller width.
     """
-    _check_sizes(in_features, (), out_features)
+    check_sizes(in_features, (), out_features)
     for name, v in (("n_layers", n_layers), ("n_params", n_params)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
