@@ -19,6 +19,7 @@ from torch import nn
 
 import sepneuron.train as train_mod
 from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner, TrainConfig, fit
+from faults import inject_faults
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
@@ -305,28 +306,6 @@ class _Spy:
         monkeypatch.setattr(train_mod, "SeparatedTuner", Tuner)
 
 
-def _inject(model: nn.Module, at_calls, grad: bool = False) -> list[int]:
-    """Make the ``k``-th training forward (k in ``at_calls``, 1-based) return +inf (or,
-    with ``grad``, back-propagate NaN); evaluation passes (no grad) are not counted."""
-    calls = [0]
-
-    def hook(module, inputs, out):
-        if not torch.is_grad_enabled():
-            return None
-        calls[0] += 1
-        if calls[0] > 10_000:
-            raise RuntimeError("training does not end")  # rather than hang the test
-        if calls[0] in at_calls:
-            if grad:
-                out.register_hook(lambda g: g * NAN)
-                return None
-            return out + INF
-        return None
-
-    model.register_forward_hook(hook)
-    return calls
-
-
 def _reference(model, X, y, steps, lr, gamma, max_step, halve_after):
     """fit's Adam + newton tuner step by hand; step sizes halved after ``halve_after`` steps."""
     opt = torch.optim.Adam(model.linear_parameters(), lr=lr)
@@ -350,7 +329,7 @@ def test_inf_once_restores_the_last_good_state_and_halves_the_steps(monkeypatch)
     clean = fit(_mlp(), X, y, cfg)
     spy = _Spy(monkeypatch)
     model = _mlp()
-    _inject(model, at_calls={6})  # the loss after 5 steps is +inf
+    inject_faults(model, at_calls={6})  # the loss after 5 steps is +inf
     h = fit(model, X, y, cfg)
 
     assert [e["event"] for e in h.events] == ["non-finite loss"]
@@ -380,7 +359,7 @@ def test_persistent_nan_gradient_gives_up_after_max_retries(monkeypatch):
     X, y = _data()
     spy = _Spy(monkeypatch)
     model = _mlp()
-    calls = _inject(model, at_calls=set(range(5, 10_000)), grad=True)
+    calls = inject_faults(model, at_calls=set(range(5, 10_000)), grad=True)
     with pytest.raises(FloatingPointError, match="non-finite 4 times in a row at step 5"):
         fit(model, X, y, TrainConfig(steps=50, lr=1e-2, max_retries=3))
     assert calls[0] < 20
@@ -415,7 +394,7 @@ def test_recovery_with_mini_batches_replays_the_same_batch():
     cfg = TrainConfig(steps=10, batch_size=16, eval_every=5)
     clean = fit(_mlp(), X, y, cfg)
     model = _mlp()
-    _inject(model, at_calls={7})
+    inject_faults(model, at_calls={7})
     h = fit(model, X, y, cfg)
     assert len(h.events) == 1 and h.events[0]["step"] == 6
     assert h.loss[:6] == clean.loss[:6] and h.steps_done == 10

@@ -19,6 +19,7 @@ import torch
 
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.checkpoint import atomic_save, load_checkpoint
+from faults import inject_faults
 
 F64 = torch.float64
 N = 12  # steps before the checkpoint; as many after it
@@ -109,19 +110,8 @@ def test_resume_just_before_a_non_finite_loss_recovers_as_the_straight_run(tmp_p
     # The checkpoint keeps the recovery state: when the first loss after resuming is
     # non-finite, the state one step before the checkpoint is restored, as it would be
     # without the interruption (not the checkpointed state itself).
-    def inject_at(model, call):
-        calls = [0]
-
-        def hook(module, inputs, out):
-            if torch.is_grad_enabled():
-                calls[0] += 1
-                return out + float("inf") if calls[0] == call else None
-            return None
-
-        model.register_forward_hook(hook)
-
     model, X, y, cfg = _problem("adam+tuner")
-    inject_at(model, N + 1)  # the loss after N steps
+    inject_faults(model, {N + 1})  # the loss after N steps
     h = fit(model, X, y, cfg)
     assert [e["step"] for e in h.events] == [N]
     want = _params(model)
@@ -132,7 +122,7 @@ def test_resume_just_before_a_non_finite_loss_recovers_as_the_straight_run(tmp_p
         fit(model, X, y, cfg, callback=_crash_at(N + N // 2))
     model, X, y, cfg = _problem("adam+tuner")
     cfg.checkpoint_path, cfg.resume = str(tmp_path / "c.pt"), True
-    inject_at(model, 1)
+    inject_faults(model, {1})
     h2 = fit(model, X, y, cfg)
     assert [e["event"] for e in h2.events] == ["resumed", "non-finite loss"]
     assert h2.loss == h.loss

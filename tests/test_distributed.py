@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from sepneuron.distributed import shard
+from faults import inject_faults
 
 F64 = torch.float64
 STEPS = 10
@@ -44,18 +45,6 @@ def _problem():
     y = torch.sin(2 * X[:, :1]) * X[:, 1:] + X[:, :1] ** 2
     model = SeparatedMLP(2, [8, 8], 1, dtype=F64, generator=torch.Generator().manual_seed(1))
     return model, X, y, TrainConfig(steps=STEPS, lr=1e-2, eval_every=5)
-
-
-def _inject_inf(model, call: int) -> None:
-    calls = [0]
-
-    def hook(module, inputs, out):
-        if torch.is_grad_enabled():
-            calls[0] += 1
-            return out + float("inf") if calls[0] == call else None
-        return None
-
-    model.register_forward_hook(hook)
 
 
 def _manual(model, X, y, steps: int, wrap=None):
@@ -91,7 +80,7 @@ h = fit_distributed(model, X, y, cfg)
 out["fit"] = (t._params(model), h.loss)
 model, X, y, cfg = t._problem()
 if rank == 1:
-    t._inject_inf(model, t.INJECT_CALL)
+    t.inject_faults(model, {t.INJECT_CALL})
 h = fit_distributed(model, X, y, cfg)
 out["inf"] = (t._params(model), [(e["step"], e["event"]) for e in h.events])
 model, X, y, cfg = t._problem()
@@ -147,7 +136,7 @@ def test_two_gloo_ranks_on_half_batches_equal_one_process_on_the_whole(tmp_path)
     h = fit(model, X, y, cfg)
     single = _params(model)
     model, X, y, cfg = _problem()
-    _inject_inf(model, INJECT_CALL)
+    inject_faults(model, {INJECT_CALL})
     h_inf = fit(model, X, y, cfg)
     single_inf = _params(model)
     model, X, y, _ = _problem()
