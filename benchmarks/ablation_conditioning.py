@@ -59,7 +59,7 @@ def run_one(spec: dict) -> dict:
 
 def first_reach(run: dict, target: float) -> tuple[float, float]:
     """(time, step) of the first evaluation with test RMSE <= target; inf if never."""
-    for r, t, s in zip(run["rmse"], run["time"], run["step"]):
+    for r, t, s in zip(run["rmse"], run["time"], run["step"], strict=True):
         if math.isfinite(r) and r <= target:
             return t, float(s)
     return math.inf, math.inf

@@ -141,7 +141,7 @@ def _breakdown(model, opt, tuner, x, y, device, steps, warmup) -> dict[str, floa
 
     def rule_rest():
         sens = tuner._sensitivities(sts)
-        for m, st, h in zip(acts, sts, sens):
+        for m, st, h in zip(acts, sts, sens, strict=True):
             q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
             ctx = RuleContext(kind=m.kind, gamma=group["lr"], h=h, damping=group["damping"])
             _trust_region(*rule(st, q, c, d, ctx), st, c, d, group["max_step"])

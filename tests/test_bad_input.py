@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import sepneuron.train as train_mod
-from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from faults import inject_faults
+from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner, TrainConfig, fit
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
@@ -277,7 +277,8 @@ def test_estimator_predict_checks_features_and_finiteness():
 
     X, y = _xy_np()
     est = SeparatedMLPRegressor(hidden_layer_sizes=(4,), max_steps=2, random_state=0).fit(X, y)
-    with pytest.raises(ValueError, match="X has 2 features, but SeparatedMLPRegressor is expecting"):
+    with pytest.raises(ValueError,
+                       match="X has 2 features, but SeparatedMLPRegressor is expecting"):
         est.predict(X[:, :2])
     with pytest.raises(ValueError, match="Input X contains NaN"):
         est.predict(_np_with(X, (0, 0), NAN))
@@ -348,7 +349,7 @@ def test_inf_once_restores_the_last_good_state_and_halves_the_steps(monkeypatch)
     assert h.time == sorted(h.time)
     # The parameters are those of a hand-written loop that halves after 4 steps.
     ref = _reference(_mlp(), X, y, cfg.steps, cfg.lr, cfg.gamma, cfg.max_step, halve_after=4)
-    for p, q in zip(model.parameters(), ref.parameters()):
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
         assert torch.equal(p, q)
 
 

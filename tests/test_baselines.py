@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import statistics
@@ -18,10 +19,10 @@ from sepneuron.baselines import (
     PlainMLP,
     count_parameters,
     hidden_for_budget,
+    kan as kan_adapter,
     kan_available,
     residual_closure,
 )
-from sepneuron.baselines import kan as kan_adapter
 from sepneuron.baselines.levenberg_marquardt import damped_solve, jacobian
 from sepneuron.layers import SeparatedMLP
 
@@ -50,7 +51,7 @@ def test_plain_mlp_shapes_and_dtype(act):
     out = m(torch.rand(7, 3, dtype=F64))
     assert out.shape == (7, 2) and out.dtype == F64
     lins = m.linears()
-    assert [(l.in_features, l.out_features) for l in lins] == [(3, 8), (8, 5), (5, 2)]
+    assert [(lin.in_features, lin.out_features) for lin in lins] == [(3, 8), (8, 5), (5, 2)]
     assert isinstance(m.net[1], ACTIVATIONS[act])
     assert isinstance(m.net[-1], nn.Linear)  # plain linear output
 
@@ -61,7 +62,7 @@ def test_plain_mlp_deterministic_from_generator_and_global_rng_untouched():
     b = PlainMLP(2, [6], 1, "tanh", generator=_gen(3))
     c = PlainMLP(2, [6], 1, "tanh", generator=_gen(4))
     assert torch.equal(torch.get_rng_state(), state)
-    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters(), strict=True):
         assert torch.equal(pa, pb)
         assert not torch.equal(pa, pc)
     # default init bounds 1/sqrt(fan_in)
@@ -72,7 +73,7 @@ def test_plain_mlp_deterministic_from_generator_and_global_rng_untouched():
 def test_plain_mlp_matches_separated_mlp_linear_init():
     p = PlainMLP(2, [5, 4], 1, "relu", dtype=F64, generator=_gen(9))
     s = SeparatedMLP(2, [5, 4], 1, "relu", dtype=F64, generator=_gen(9))
-    for lp, ls in zip(p.linears(), s.linears()):
+    for lp, ls in zip(p.linears(), s.linears(), strict=True):
         assert torch.equal(lp.weight, ls.weight) and torch.equal(lp.bias, ls.bias)
 
 
@@ -197,7 +198,7 @@ def test_lm_rosenbrock_with_plain_closure():
     losses = [float(opt.step(closure)) for _ in range(60)]
     torch.testing.assert_close(p.detach(), torch.ones(2, dtype=F64), rtol=0, atol=1e-8)
     assert losses[0] == pytest.approx(0.5 * (4.4**2 + 2.2**2))
-    assert all(b <= a for a, b in zip(losses, losses[1:]))  # never increases
+    assert all(b <= a for a, b in itertools.pairwise(losses))  # never increases
 
 
 def test_lm_beats_adam_on_small_regression():
@@ -225,7 +226,7 @@ def test_lm_beats_adam_on_small_regression():
         adam_mse.append(mse(m2))
     assert statistics.median(lm_mse) < 1e-6
     assert statistics.median(lm_mse) < 1e-3 * statistics.median(adam_mse)
-    assert all(a < b for a, b in zip(lm_mse, adam_mse))
+    assert all(a < b for a, b in zip(lm_mse, adam_mse, strict=True))
 
 
 def test_lm_float32_model_and_returned_loss():
@@ -252,7 +253,7 @@ def test_lm_rejected_step_restores_parameters_and_raises_damping():
     state = opt.state[next(iter(m.parameters()))]
     assert state["accepted"] is False
     assert state["damping"] == pytest.approx(1e-2)
-    for p, b in zip(m.parameters(), before):
+    for p, b in zip(m.parameters(), before, strict=True):
         assert torch.equal(p, b)
 
 
@@ -299,7 +300,7 @@ def test_lm_state_dict_round_trip():
     assert opt2.state[m2.linears()[0].weight]["n_steps"] == 4
     opt1.step(c1)
     opt2.step(residual_closure(m2, x, y))
-    for p1, p2 in zip(m1.parameters(), m2.parameters()):
+    for p1, p2 in zip(m1.parameters(), m2.parameters(), strict=True):
         assert torch.equal(p1, p2)
 
 

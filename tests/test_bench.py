@@ -82,7 +82,8 @@ def test_spec_reads_trainconfig_defaults_and_key_tracks_config():
     assert spec["train"]["gamma"] == TrainConfig().gamma
     assert spec["train"]["max_step"] == TrainConfig().max_step
     assert spec["train"]["rule"] == "newton" and spec["train"]["max_time"] == 2.0
-    assert run_key(spec) == run_key(make_spec("kan_exp", "sep_softplus_newton", 0, Budget(seconds=2.0)))
+    same = make_spec("kan_exp", "sep_softplus_newton", 0, Budget(seconds=2.0))
+    assert run_key(spec) == run_key(same)
     other = make_spec("kan_exp", "sep_softplus_newton", 1, Budget(seconds=2.0))
     assert run_key(other) != run_key(spec)
     spec["train"]["gamma"] *= 2

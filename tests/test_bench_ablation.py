@@ -13,7 +13,11 @@ import pytest
 from sepneuron.bench import METHODS, ResultStore, make_spec, make_specs, run_key
 from sepneuron.bench.analysis import ablation_verdict, component_verdicts, conditioning_ablation
 from sepneuron.bench.methods import (
-    ABLATION_VARIANTS, CONDITIONING_COMPONENTS, ablation_methods, ablation_parts, get_method,
+    ABLATION_VARIANTS,
+    CONDITIONING_COMPONENTS,
+    ablation_methods,
+    ablation_parts,
+    get_method,
 )
 from sepneuron.bench.report import _ablation_section, build_report
 from sepneuron.bench.suites import SUITES, Budget
@@ -95,7 +99,7 @@ def test_variants_registered_with_conditioning_in_the_key(kind, rule):
     assert names[0] == f"sep_{kind}_{rule}" and len(names) == 7
     base_spec = make_spec("kan_exp", names[0], 0, Budget(steps=10))
     keys = {run_key(base_spec)}
-    for name, (variant, comps) in zip(names, ABLATION_VARIANTS.items()):
+    for name, (variant, comps) in zip(names, ABLATION_VARIANTS.items(), strict=True):
         m = get_method(name)  # what `--methods` accepts
         assert ablation_parts(name) == (names[0], variant)
         assert (m.activation, m.rule) == (kind, rule)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from faults import inject_faults
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.checkpoint import atomic_save, load_checkpoint
-from faults import inject_faults
 
 F64 = torch.float64
 N = 12  # steps before the checkpoint; as many after it

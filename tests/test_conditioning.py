@@ -15,8 +15,15 @@ from torch import nn
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.baselines import PlainMLP
 from sepneuron.conditioning import (
-    CONDITIONERS, Compensate, Conditioner, NormalizeActivations, NormalizeDeltas, Orthogonalize,
-    SpreadDirections, get_conditioner, make_conditioners,
+    CONDITIONERS,
+    Compensate,
+    Conditioner,
+    NormalizeActivations,
+    NormalizeDeltas,
+    Orthogonalize,
+    SpreadDirections,
+    get_conditioner,
+    make_conditioners,
 )
 from sepneuron.conditioning._common import find_blocks
 from sepneuron.conditioning.deltas import delta_scale
@@ -163,7 +170,7 @@ def test_checkpoint_resume_with_all_components_is_exact(tmp_path):
     resumed = _mlp()
     fit(resumed, x, y, TrainConfig(**{**cfg, "steps": 4}, checkpoint_path=str(ckpt)))
     fit(resumed, x, y, TrainConfig(**cfg, checkpoint_path=str(ckpt), resume=True))
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -314,9 +321,9 @@ def test_normalize_deltas_equalises_delta_scale_across_layers():
     comp.before_update(model)
     comp.detach()
     assert comp.last_scales == pytest.approx(nu, rel=1e-12)
-    effective = [s * f for s, f in zip(nu[:-1], comp.last_factors)] + [nu[-1]]
+    effective = [s * f for s, f in zip(nu[:-1], comp.last_factors, strict=True)] + [nu[-1]]
     assert max(effective) / min(effective) == pytest.approx(1.0, abs=1e-12)   # equal after
-    for lin, r, f in zip(model.linears(), ref, comp.last_factors + [1.0]):
+    for lin, r, f in zip(model.linears(), ref, comp.last_factors + [1.0], strict=True):
         torch.testing.assert_close(lin.weight.grad, r * f)         # output layer: factor 1
 
 
@@ -344,7 +351,7 @@ def test_orthogonalize_direction_lowers_activity_cosines(kind):
         d = comp.direction(blk, h1)
         norm = torch.sqrt(sum((t ** 2).sum() for t in d))
         with torch.no_grad():
-            for p, t in zip((blk.linear.weight, blk.linear.bias), d):
+            for p, t in zip((blk.linear.weight, blk.linear.bias), d, strict=True):
                 p.sub_(0.05 * p.detach().norm() * t / norm)
     after = mean_abs_cosine(_layer_activity(model, x, 1))
     assert float(decorrelation_penalty(_layer_activity(model, x, 1))) < 0.5 * p0

@@ -72,7 +72,7 @@ def test_forward_backward_and_captures_agree(kind):
     (o1, g1, c1), (o2, g2, c2) = results
     torch.testing.assert_close(o1, o2, rtol=1e-12, atol=1e-12)
     _close(g1, g2, 1e-10)
-    for a, b in zip(c1, c2):
+    for a, b in zip(c1, c2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 

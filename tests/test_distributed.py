@@ -20,9 +20,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from faults import inject_faults
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from sepneuron.distributed import shard
-from faults import inject_faults
 
 F64 = torch.float64
 STEPS = 10
@@ -154,7 +154,7 @@ def test_two_gloo_ranks_on_half_batches_equal_one_process_on_the_whole(tmp_path)
         assert not torch.equal(single[name], _params(_problem()[0])[name]), name
     # the per-rank losses are means over each half; their average is the whole-batch loss
     l0, l1 = ranks[0]["fit"][1], ranks[1]["fit"][1]
-    for a, b, whole in zip(l0, l1, h.loss):
+    for a, b, whole in zip(l0, l1, h.loss, strict=True):
         assert abs((a + b) / 2 - whole) < 1e-10
 
     # An inf on rank 1 only: both ranks restore the last good state and halve together.

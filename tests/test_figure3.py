@@ -63,7 +63,7 @@ def _relative_rmse(model: nn.Module) -> float:
     return (rmse / (y_grid.max() - y_grid.min())).item()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def plain_relu(opt_name: str) -> tuple[float, bool]:
     """``(rmse / range, dead)`` of ``relu(w x + b)`` after gradient descent."""
     x, y, _, _ = _data()
@@ -82,7 +82,7 @@ def plain_relu(opt_name: str) -> tuple[float, bool]:
     return _relative_rmse(model), dead
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def separated(rule: str, kind: str) -> float:
     """``rmse / range`` of the separated neuron: Adam on ``(w, b)``, the tuner on q, c, d."""
     x, y, _, _ = _data()

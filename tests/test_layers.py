@@ -101,7 +101,7 @@ def test_captured_deltas_equal_autograd_wrt_preactivations(kind):
     expected = torch.autograd.grad(loss, preacts)
     for h in hooks:
         h.remove()
-    for act, exp in zip(model.activations(), expected):
+    for act, exp in zip(model.activations(), expected, strict=True):
         ((a, g),) = act.pop_captures()
         delta = g * separated_slope(a, act.q.detach(), act.c.detach(), act.d.detach(), kind)
         torch.testing.assert_close(delta, exp, rtol=1e-12, atol=1e-12)
@@ -141,7 +141,7 @@ def test_mlp_constructor_leaves_global_rng_untouched_and_generator_decides():
     m2 = SeparatedMLP(2, [8, 8], 1, "softplus", generator=_gen(7))
     m3 = SeparatedMLP(2, [8, 8], 1, generator=_gen(8))
     assert torch.equal(torch.get_rng_state(), before)            # never drawn from, never seeded
-    for p1, p2 in zip(m1.linear_parameters(), m2.linear_parameters()):
+    for p1, p2 in zip(m1.linear_parameters(), m2.linear_parameters(), strict=True):
         assert torch.equal(p1, p2)
     assert not torch.equal(m1.linears()[0].weight, m3.linears()[0].weight)
     # without a generator it draws from the global RNG like nn.Linear, but never re-seeds it

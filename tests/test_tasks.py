@@ -37,7 +37,8 @@ def test_finite_on_domain_and_corners(name):
     assert ((x >= low) & (x <= high)).all()
     assert torch.isfinite(y).all() and torch.isfinite(yt).all()
     # every corner of the box, where divisions and kinks are most likely to misbehave
-    corners = torch.cartesian_prod(*[torch.tensor([lo, hi]) for lo, hi in zip(task.low, task.high)])
+    corners = torch.cartesian_prod(
+        *[torch.tensor([lo, hi]) for lo, hi in zip(task.low, task.high, strict=True)])
     corners = corners.reshape(-1, task.dim).to(torch.float64)
     assert torch.isfinite(task(corners)).all()
     # the target is not constant
@@ -90,7 +91,7 @@ def test_determinism_from_generator_and_seed():
     a = make_data("kan_exp", 50, 20, generator=torch.Generator().manual_seed(7))
     b = make_data("kan_exp", 50, 20, generator=7)
     c = make_data("kan_exp", 50, 20, generator=8)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         assert torch.equal(u, v)
     assert not torch.equal(a[0], c[0])
     # a fresh generator (None) differs between calls and leaves the global RNG alone

@@ -7,8 +7,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner
@@ -67,7 +66,8 @@ def test_stats_gradients_equal_autograd_and_bias_identity(kind):
     loss.backward()
     stats = tuner.layer_stats()
     assert len(stats) == 2
-    for act, lin, s in zip(model.activations(), model.linears(), stats):
+    hidden = model.linears()[:-1]  # the output layer has no activation
+    for act, lin, s in zip(model.activations(), hidden, stats, strict=True):
         torch.testing.assert_close(s.grad_q, act.q.grad, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(s.grad_d, act.d.grad, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(s.grad_c, act.log_c.grad, rtol=1e-10, atol=1e-12)
@@ -84,7 +84,7 @@ def test_relu_q_gradient_identity_from_half_sums():
     x, y = _data(seed=4)
     tuner = SeparatedTuner(model, reduction="sum")
     ((model(x) - y) ** 2).sum().backward()
-    for act, s in zip(model.activations(), tuner.layer_stats()):
+    for act, s in zip(model.activations(), tuner.layer_stats(), strict=True):
         cd = (act.c * act.d).detach()
         expected = cd * (s.S_R / (1 + cd) - s.S_L / (1 - cd))
         torch.testing.assert_close(expected, act.q.grad, rtol=1e-9, atol=1e-12)
@@ -97,7 +97,7 @@ def test_mean_reduction_rescales_recorded_gradients_to_sum_units():
     x, y = _data()
     tuner = SeparatedTuner(model, reduction="mean")
     nn.functional.mse_loss(model(x), y).backward()
-    for act, s in zip(model.activations(), tuner.layer_stats()):
+    for act, s in zip(model.activations(), tuner.layer_stats(), strict=True):
         torch.testing.assert_close(s.grad_d, act.d.grad * x.shape[0])
 
 
@@ -135,9 +135,9 @@ def test_mean_and_sum_losses_give_the_same_steps(rule, kind):
             tuner.step()
         results.append([p.detach().clone() for p in model.activation_parameters()])
     start = [p.detach() for p in _mlp(kind, seed=6).activation_parameters()]
-    moved = max((p - p0).abs().max().item() for p, p0 in zip(results[0], start))
+    moved = max((p - p0).abs().max().item() for p, p0 in zip(results[0], start, strict=True))
     assert moved > 1e-4
-    for pm, ps in zip(*results):
+    for pm, ps in zip(*results, strict=True):
         torch.testing.assert_close(pm, ps, rtol=1e-8, atol=1e-10)
 
 
@@ -174,7 +174,7 @@ def test_newton_rule_ignores_the_stats_of_an_empty_side(kind):
         garbage[STAT_NAMES.index(name)] = 123.0
     clean = newton_rule(s, q, c, d, _ctx(kind, 4))
     dirty = newton_rule(Stats(garbage), q, c, d, _ctx(kind, 4))
-    for x, y in zip(clean, dirty):
+    for x, y in zip(clean, dirty, strict=True):
         assert bool(torch.isfinite(x).all())
         torch.testing.assert_close(x, y)
     assert clean[0].abs().max() + clean[1].abs().max() > 0
@@ -207,7 +207,7 @@ def test_edge_cases_give_finite_bounded_steps(rule, kind):
         a_ = case.pop("a")
         act = _layer(kind, a_, r[: a_.shape[0]], **case)
         before, after = _tuner_step(act, rule, max_step=0.5)
-        for b, aft in zip(before, after):
+        for aft in after:
             assert bool(torch.isfinite(aft).all()), name
         dlogc = (after[1] - before[1]).abs()
         assert bool((dlogc <= 0.5 + 1e-12).all()), name
@@ -226,7 +226,7 @@ def test_all_zero_deltas_change_nothing(rule, kind):
     before = _snapshot(model)
     (model(x) * 0.0).sum().backward()                                   # dE/do = 0 everywhere
     tuner.step()
-    for p, p0 in zip(model.parameters(), before):
+    for p, p0 in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, p0)
     assert tuner.state[model.activations()[0].q]["step"] == 1
 
@@ -236,7 +236,7 @@ def test_step_without_recorded_passes_is_a_no_op():
     tuner = SeparatedTuner(model)
     before = _snapshot(model)
     assert tuner.step() is None
-    assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before))
+    assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before, strict=True))
 
 
 _finite_floats = dict(allow_nan=False, allow_infinity=False)
@@ -313,13 +313,13 @@ def test_state_dict_round_trip_and_identical_continuation():
     fresh = SeparatedTuner(clone)                                         # default options
     assert _options(fresh.param_groups[0])["rule"] == "newton"
     fresh.load_state_dict(saved)
-    for g1, g2 in zip(tuner.param_groups, fresh.param_groups):
+    for g1, g2 in zip(tuner.param_groups, fresh.param_groups, strict=True):
         assert _options(g1) == _options(g2)
     assert fresh.state_dict()["state"] == tuner.state_dict()["state"]
     assert fresh.state[clone.activations()[0].q]["step"] == 3
     train(model, tuner, 2)
     train(clone, fresh, 2)
-    for p1, p2 in zip(model.parameters(), clone.parameters()):
+    for p1, p2 in zip(model.parameters(), clone.parameters(), strict=True):
         assert torch.equal(p1, p2)
 
 
@@ -389,7 +389,7 @@ def test_cuda_step_matches_cpu(kind):
         nn.functional.mse_loss(model(x.to(device)), y.to(device)).backward()
         tuner.step()
         out.append([p.detach().cpu() for p in model.activation_parameters()])
-    for pc, pg in zip(*out):
+    for pc, pg in zip(*out, strict=True):
         torch.testing.assert_close(pc, pg, rtol=1e-9, atol=1e-11)
 
 
@@ -445,5 +445,5 @@ def test_downstream_sensitivity_matches_brute_force_jacobian():
     # None slopes mean 1
     ones = downstream_sensitivity(model, [None, None, None])
     ref = downstream_sensitivity(model, [torch.ones(n, dtype=F64) for n in (5, 4, 6)])
-    for s1, s2 in zip(ones, ref):
+    for s1, s2 in zip(ones, ref, strict=True):
         torch.testing.assert_close(s1, s2)

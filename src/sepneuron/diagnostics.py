@@ -37,7 +37,7 @@ def dead_fractions(model: nn.Module, x: Tensor, *, tol: float = 1e-10) -> list[f
         for h in handles:
             h.remove()
     out = []
-    for m, a in zip(acts, inputs):
+    for m, a in zip(acts, inputs, strict=True):
         with torch.enable_grad():
             a = a.clone().requires_grad_(True)
             capture = getattr(m, "_capture", False)

@@ -42,7 +42,8 @@ _PREDICT_CHUNK = 65536  # rows per forward pass in predict (bounds memory)
 
 def _require_sklearn() -> None:
     if not _HAVE_SKLEARN:  # pragma: no cover
-        raise ImportError("SeparatedMLPRegressor needs scikit-learn: pip install sepneuron[sklearn]")
+        raise ImportError(
+            "SeparatedMLPRegressor needs scikit-learn: pip install sepneuron[sklearn]")
 
 
 def _standardizer(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

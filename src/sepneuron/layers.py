@@ -12,7 +12,8 @@ from torch.nn.utils import skip_init
 from .functional import check_kind, separated
 
 __all__ = [
-    "SeparatedActivation", "SeparatedMLP", "LinearStack", "check_sizes", "empty_linear", "init_linear_",
+    "SeparatedActivation", "SeparatedMLP", "LinearStack",
+    "check_sizes", "empty_linear", "init_linear_",
 ]
 
 _Init = float | Tensor
@@ -191,7 +192,7 @@ class LinearStack(nn.Module):
         self.hidden_sizes = hidden_sizes
         sizes = [in_features, *hidden_sizes, out_features]
         layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1]):
+        for fan_in, fan_out in zip(sizes[:-2], sizes[1:-1], strict=True):
             layers.append(empty_linear(fan_in, fan_out, device=device, dtype=dtype))
             layers.append(make_activation(fan_out))
         layers.append(empty_linear(sizes[-2], sizes[-1], device=device, dtype=dtype))

@@ -67,7 +67,7 @@ class Task:
     def __post_init__(self) -> None:
         if len(self.low) != self.dim or len(self.high) != self.dim:
             raise ValueError(f"task {self.name!r}: low/high must have {self.dim} entries")
-        if not all(lo < hi for lo, hi in zip(self.low, self.high)):
+        if not all(lo < hi for lo, hi in zip(self.low, self.high, strict=True)):
             raise ValueError(f"task {self.name!r}: need low < high for every input")
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -343,7 +343,7 @@ def grid(
     if len(axes) != 2 or i == j or not (0 <= i < task.dim and 0 <= j < task.dim):
         raise ValueError(f"axes must be two distinct inputs of the {task.dim}-D task, got {axes!r}")
     if fixed is None:
-        fixed = [0.5 * (lo + hi) for lo, hi in zip(task.low, task.high)]
+        fixed = [0.5 * (lo + hi) for lo, hi in zip(task.low, task.high, strict=True)]
     if len(fixed) != task.dim:
         raise ValueError(f"fixed must have {task.dim} entries, got {len(fixed)}")
     f64 = torch.float64

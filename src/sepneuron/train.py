@@ -32,7 +32,6 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import atomic_save, load_checkpoint
 from .conditioning import make_conditioners
 from .diagnostics import dead_fractions, parameter_spread
-from .functional import KINDS
 from .layers import SeparatedActivation
 from .tuning import RULES, SeparatedTuner
 
@@ -47,12 +46,12 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class TrainConfig:
     """Everything that defines a training run."""
 
-    optimizer: str = "adam"          # "adam" | "sgd" (momentum) | "lbfgs" | "lm" (Levenberg-Marquardt)
+    optimizer: str = "adam"          # "adam" | "sgd" (momentum) | "lbfgs" | "lm" (Levenberg-Marq.)
     lr: float = 3e-3                 # learning rate of the weight optimizer
     momentum: float = 0.9            # SGD momentum
     schedule: str = "constant"       # "constant" | "cosine" (to 0 over `steps`) for the weights
     steps: int = 2000                # optimizer steps (at most)
-    max_time: float | None = None    # stop after this many seconds of training (not counting evaluation)
+    max_time: float | None = None    # stop after this many training seconds (eval not counted)
     batch_size: int | None = None    # None: full batch; else mini-batches drawn with the seed
     rule: str | None = "newton"      # tuner rule for separated layers; None: q, c, d stay fixed
     gamma: float = 0.3               # tuner step fraction
@@ -90,7 +89,8 @@ class TrainConfig:
             raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
         if self.max_time is not None and not self.max_time > 0:
             raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
-        if self.batch_size is not None and not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if self.batch_size is not None and not (
+                isinstance(self.batch_size, int) and self.batch_size >= 1):
             raise ValueError(f"batch_size must be None or a positive int, got {self.batch_size!r}")
         if not (isinstance(self.tune_every, int) and self.tune_every >= 1):
             raise ValueError(f"tune_every must be a positive int, got {self.tune_every!r}")
@@ -113,7 +113,7 @@ class History:
     """What happened during :func:`fit`. Per step: ``loss``, ``time``; per evaluation the rest."""
 
     loss: list[float] = field(default_factory=list)        # train loss (MSE) at each step
-    time: list[float] = field(default_factory=list)        # cumulative training seconds after each step
+    time: list[float] = field(default_factory=list)        # cumulative training s after each step
     eval_step: list[int] = field(default_factory=list)     # steps done at each evaluation
     eval_time: list[float] = field(default_factory=list)   # training seconds at each evaluation
     train_rmse: list[float] = field(default_factory=list)  # on the whole training set
@@ -164,7 +164,8 @@ def _split_parameters(model: nn.Module, use_tuner: bool) -> list[nn.Parameter]:
     """Parameters for the weight optimizer: all but q, log c, d when a tuner owns them."""
     if not use_tuner:
         return [p for p in model.parameters() if p.requires_grad]
-    owned = {id(p) for m in model.modules() if isinstance(m, SeparatedActivation) for p in m.parameters()}
+    owned = {id(p) for m in model.modules() if isinstance(m, SeparatedActivation)
+             for p in m.parameters()}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in owned]
 
 
@@ -218,7 +219,7 @@ def _snapshot(src: Any, into: Any = None) -> Any:
     if isinstance(src, (list, tuple)):
         same = isinstance(into, (list, tuple)) and len(into) == len(src)
         old = into if same else [None] * len(src)
-        return type(src)(_snapshot(v, o) for v, o in zip(src, old))
+        return type(src)(_snapshot(v, o) for v, o in zip(src, old, strict=True))
     if src is None or isinstance(src, (bool, int, float, complex, str, bytes)) or callable(src):
         return src
     return copy.deepcopy(src)
@@ -265,7 +266,7 @@ class _Run:
             self.tuner.load_state_dict(state["tuner"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        for c, s in zip(self.conditioners, state["conditioners"]):
+        for c, s in zip(self.conditioners, state["conditioners"], strict=True):
             c.load_state_dict(s)
         self.sampler.set_state(state["sampler"].cpu())  # map_location may have moved it
         if "history" in state:

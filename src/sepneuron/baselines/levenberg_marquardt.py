@@ -65,7 +65,7 @@ def jacobian(residuals: Tensor, params: list[Tensor], *, chunk_size: int = 1024)
             is_grads_batched=True, allow_unused=True,
         )
         col = 0
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             if g is not None:
                 jac[start:stop, col : col + p.numel()] = g.reshape(stop - start, -1)
             col += p.numel()

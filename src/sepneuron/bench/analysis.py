@@ -52,7 +52,7 @@ def spread(values: Iterable[float]) -> tuple[float, float]:
 
 def first_reach(curve: dict[str, Sequence[float]], target: float) -> tuple[float, int] | None:
     """``(training seconds, steps)`` at the first evaluation with test RMSE ``<= target``."""
-    for t, s, r in zip(curve["eval_time"], curve["eval_step"], curve["test_rmse"]):
+    for t, s, r in zip(curve["eval_time"], curve["eval_step"], curve["test_rmse"], strict=True):
         if r is not None and r <= target:
             return float(t), int(s)
     return None
@@ -462,7 +462,7 @@ def component_verdicts(groups: Sequence[AblationGroup]) -> dict[str, dict[str, A
 
     pooled: dict[str, list[float]] = defaultdict(list)
     for g in groups:
-        for (task, variant), c in g.cells.items():
+        for (_task, variant), c in g.cells.items():
             if variant != "none" and c.seeds and not math.isnan(c.rmse_ratio):
                 pooled[variant].append(c.rmse_ratio)
     order = list(ABLATION_VARIANTS)

@@ -101,7 +101,8 @@ def _registry() -> dict[str, Method]:
     methods: list[Method] = []
     for kind in ("relu", "softplus"):
         for rule in RULE_NAMES:
-            what = "q, c, d by Adam with the weights" if rule == "grad" else f"q, c, d by the {rule!r} rule"
+            what = ("q, c, d by Adam with the weights" if rule == "grad"
+                    else f"q, c, d by the {rule!r} rule")
             methods.append(Method(
                 f"sep_{kind}_{rule}", "separated", "separated", kind, "separated", rule=rule,
                 description=f"separated {kind} analog MLP; weights by Adam, {what}",

@@ -108,7 +108,7 @@ def plot_error_maps(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
         fig.set_layout_engine("constrained")
         axes = fig.subplots(1, len(picks), squeeze=False)[0]
         im = None
-        for ax, (title, r), e in zip(axes, picks, errs):
+        for ax, (title, r), e in zip(axes, picks, errs, strict=True):
             im = ax.imshow(np.maximum(e, floor).T, origin="lower", norm=norm, cmap="viridis",
                            extent=(task.low[0], task.high[0], task.low[1], task.high[1]),
                            aspect="auto")
@@ -140,7 +140,7 @@ def plot_activations(folder: Path) -> Path:
     ]
     fig = _figure(11, 4.5)
     axes = fig.subplots(1, 2)
-    for ax, kind in zip(axes, ("relu", "softplus")):
+    for ax, kind in zip(axes, ("relu", "softplus"), strict=True):
         for label, q, c, d in settings:
             t = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731
             o = separated(a.unsqueeze(1), t(q), t(c), t(d), kind).squeeze(1)
@@ -200,7 +200,7 @@ def plot_neuron_tuning(folder: Path, rule: str | None = None, *, steps: int = 20
     results = [("plain ReLU neuron (backprop)", None, None),
                ("separated ReLU analog, rule 'newton'", "relu", "newton"),
                (f"separated SoftPlus analog, rule {rule!r}", "softplus", rule)]
-    for ax, (title, kind, r) in zip(axes, results):
+    for ax, (title, kind, r) in zip(axes[:3], results, strict=True):
         x, y, snaps, h = _single_neuron(kind, r, steps)
         ax.plot(x, y, "k--", lw=2, label="target relu(-2x + 0.3)")
         for i, (step, o) in enumerate(sorted(snaps.items())):

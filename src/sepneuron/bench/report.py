@@ -13,8 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import (
-    ABLATION_MARGIN, ABLATION_RULES, CLAIMS, AblationGroup, ClaimCell, best_rules, claims_cells,
-    component_verdicts, conditioning_ablation, dead_stats, median, method_order, peer_stats,
+    ABLATION_MARGIN,
+    ABLATION_RULES,
+    CLAIMS,
+    AblationGroup,
+    ClaimCell,
+    best_rules,
+    claims_cells,
+    component_verdicts,
+    conditioning_ablation,
+    dead_stats,
+    median,
+    method_order,
+    peer_stats,
     verdict,
 )
 from .methods import ABLATION_VARIANTS, METHODS, RULE_NAMES
@@ -60,7 +71,8 @@ def _claim_row(cell: ClaimCell, with_rule: bool) -> list[str]:
         f"{_x(cell.steps)}",
         f"{cell.reached}/{len(cell.seeds)}",
         f"{_x(cell.accuracy)} ({_range(cell.acc_ratio)})",
-        f"{claim['time'][0]:g}-{claim['time'][1]:g}x / {claim['accuracy'][0]:g}-{claim['accuracy'][1]:g}x",
+        f"{claim['time'][0]:g}-{claim['time'][1]:g}x"
+        f" / {claim['accuracy'][0]:g}-{claim['accuracy'][1]:g}x",
         f"time {t}, accuracy {a}: **{overall}**",
     ]
     return row
@@ -287,7 +299,9 @@ def _task_index(name: str) -> int:
     return names.index(name) if name in names else len(names)
 
 
-def _setup_section(rows, selection: dict[str, Any] | None, last: dict[str, Any] | None) -> list[str]:
+def _setup_section(
+    rows, selection: dict[str, Any] | None, last: dict[str, Any] | None
+) -> list[str]:
     ok = [r for r in rows if r["status"] == "ok"]
     n_err = sum(1 for r in rows if r["status"] == "error")
     n_skip = sum(1 for r in rows if r["status"] == "skipped")
@@ -420,7 +434,8 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
 
         figs = {
             "Learning curves": plot_curves(rows, folder, methods),
-            "Error of the best models over the domain (saved at run time)": plot_error_maps(rows, folder),
+            "Error of the best models over the domain (saved at run time)":
+                plot_error_maps(rows, folder),
             "Shapes of the separated activations (paper Fig. 5)": [plot_activations(folder)],
             "One neuron being tuned (paper Figs. 3 and 6: the setting of tests/test_figure3.py, "
             "trained for this figure)": [plot_neuron_tuning(folder)],

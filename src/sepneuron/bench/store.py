@@ -122,14 +122,17 @@ class ResultStore:
                                      tuple(statuses))
         return {k for (k,) in cur}
 
-    def rows(self, keys: Iterable[str] | None = None, *, with_grid: bool = False) -> list[dict[str, Any]]:
+    def rows(
+        self, keys: Iterable[str] | None = None, *, with_grid: bool = False
+    ) -> list[dict[str, Any]]:
         """Stored rows as dicts (JSON decoded; ``grid`` as an array if ``with_grid``)."""
         cols = [c for c in _COLUMNS if with_grid or c != "grid"]
-        cur = self._conn.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY task, method, seed, key")
+        cur = self._conn.execute(
+            f"SELECT {', '.join(cols)} FROM runs ORDER BY task, method, seed, key")
         wanted = None if keys is None else set(keys)
         out = []
         for values in cur:
-            row = dict(zip(cols, values))
+            row = dict(zip(cols, values, strict=True))
             if wanted is not None and row["key"] not in wanted:
                 continue
             for f in _JSON_FIELDS:

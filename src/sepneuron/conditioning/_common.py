@@ -54,7 +54,7 @@ def find_blocks(model: nn.Module) -> list[Block]:
             )
     if not blocks:
         raise ValueError("conditioning found no nn.Linear layer in the model")
-    for (prev, _), (nxt, _) in zip(blocks[:-1], blocks[1:]):
+    for (prev, _), (nxt, _) in zip(blocks[:-1], blocks[1:], strict=True):
         if nxt.in_features != prev.out_features:
             raise ValueError(
                 f"Linear layers do not form a chain: {prev.out_features} outputs feed "
@@ -132,7 +132,7 @@ def steer_(params: Sequence[nn.Parameter], direction: Sequence[Tensor], strength
     if not (torch.isfinite(g_norm) and torch.isfinite(d_norm)) or g_norm == 0 or d_norm == 0:
         return 0.0
     scale = float(strength * g_norm / d_norm)
-    for g, d in zip(grads, direction):
+    for g, d in zip(grads, direction, strict=True):
         g.add_(d.to(g.dtype), alpha=scale)
     return scale
 

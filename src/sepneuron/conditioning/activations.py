@@ -95,7 +95,7 @@ class NormalizeActivations(Component):
         blocks = find_blocks(model)
         hidden = blocks[:-1]
         self._pairs = [
-            (blk, nxt.linear) for blk, nxt in zip(hidden[:-1], hidden[1:])
+            (blk, nxt.linear) for blk, nxt in zip(hidden[:-1], hidden[1:], strict=True)
             if _affine_ok(blk.act) or isinstance(blk.act, HOMOGENEOUS)
         ]
         self._handles += capture_inputs([b.linear for b, _ in self._pairs], self._inputs)

@@ -137,14 +137,15 @@ class Compensate(Component):
         g_new = [d2.T @ h_new.reshape(-1, h_new.shape[-1])]             # (out, hidden)
         if b_old is not None:
             g_new.append(d2.sum(0))
-        step = [p.detach() - o for p, o in zip(params, old)]
+        step = [p.detach() - o for p, o in zip(params, old, strict=True)]
         gg = sum((g * g).sum() for g in grads)
-        eta = -sum((s * g).sum() for s, g in zip(step, grads)) / gg if gg > 0 else gg.new_zeros(())
-        fix = [eta * (gn - g) for gn, g in zip(g_new, grads)]
+        sg = sum((s * g).sum() for s, g in zip(step, grads, strict=True))
+        eta = -sg / gg if gg > 0 else gg.new_zeros(())
+        fix = [eta * (gn - g) for gn, g in zip(g_new, grads, strict=True)]
         if not (torch.isfinite(eta) and eta > 0 and all(torch.isfinite(t).all() for t in fix)):
             return
         step_norm = torch.sqrt(sum((s * s).sum() for s in step))
-        for p, t in zip(params, fix):
+        for p, t in zip(params, fix, strict=True):
             p.sub_(t)
         fix_norm = torch.sqrt(sum((t * t).sum() for t in fix))
         self.last_correction = float(fix_norm / step_norm) if step_norm > 0 else 0.0

@@ -76,7 +76,7 @@ class NormalizeDeltas(Component):
         target = scales[-1]
         self.last_scales = [float(s) for s in scales]
         self.last_factors = []
-        for lin, nu in zip(self._linears[:-1], scales[:-1]):
+        for lin, nu in zip(self._linears[:-1], scales[:-1], strict=True):
             ok = bool(torch.isfinite(nu) & torch.isfinite(target) & (nu > 0) & (target > 0))
             factor = float((target / nu).clamp(1 / self.max_factor, self.max_factor)) if ok else 1.0
             for p in layer_params(lin):

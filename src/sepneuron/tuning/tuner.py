@@ -175,7 +175,7 @@ class SeparatedTuner(Optimizer):
     def layer_stats(self) -> list[Stats | None]:
         """Consume the recorded passes; one :class:`Stats` per layer (``None`` if none)."""
         out: list[Stats | None] = []
-        for m, group in zip(self._acts, self.param_groups):
+        for m, group in zip(self._acts, self.param_groups, strict=True):
             total = None
             q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
             for a, g in m.pop_captures():
@@ -184,14 +184,15 @@ class SeparatedTuner(Optimizer):
                 st = compute_stats(a, g, q, c, d, m.kind, bend=group["bend"])
                 total = st if total is None else total + st
             out.append(total)
-        if self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+        dist = torch.distributed
+        if self.distributed and dist.is_available() and dist.is_initialized():
             out = self._all_reduce(out)
         return out
 
     def _all_reduce(self, stats: list[Stats | None]) -> list[Stats | None]:
         flat = torch.cat([
             (st.data if st is not None else m.q.new_zeros(len(STAT_NAMES), m.num_neurons)).flatten()
-            for st, m in zip(stats, self._acts)
+            for st, m in zip(stats, self._acts, strict=True)
         ])
         torch.distributed.all_reduce(flat)
         out, offset = [], 0
@@ -217,7 +218,7 @@ class SeparatedTuner(Optimizer):
                 loss = closure()
         stats = self.layer_stats()
         sens = self._sensitivities(stats)
-        for m, group, st, h in zip(self._acts, self.param_groups, stats, sens):
+        for m, group, st, h in zip(self._acts, self.param_groups, stats, sens, strict=True):
             if st is None:
                 continue
             q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
