@@ -40,14 +40,15 @@ def dead_fractions(model: nn.Module, x: Tensor, *, tol: float = 1e-10) -> list[f
     for m, a in zip(acts, inputs, strict=True):
         with torch.enable_grad():
             a = a.clone().requires_grad_(True)
-            capture = getattr(m, "_capture", False)
-            if capture:
-                m._capture = False  # a diagnostic pass must not feed the tuner
+            # a diagnostic pass must not feed the tuner: pause a capturing layer
+            paused = m if isinstance(m, SeparatedActivation) and m._capture else None
+            if paused is not None:
+                paused.enable_capture(False)
             try:
                 (slope,) = torch.autograd.grad(m(a).sum(), a)
             finally:
-                if capture:
-                    m._capture = True
+                if paused is not None:
+                    paused.enable_capture(True)
         dead = (slope.abs() <= tol).reshape(-1, slope.shape[-1]).all(0)
         out.append(float(dead.to(torch.float64).mean()))
     return out

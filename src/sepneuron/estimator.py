@@ -26,7 +26,7 @@ try:
 
     _HAVE_SKLEARN = True
 except ImportError:  # pragma: no cover - exercised only without scikit-learn
-    BaseEstimator = RegressorMixin = object  # type: ignore[assignment,misc]
+    BaseEstimator = RegressorMixin = object
     _HAVE_SKLEARN = False
 
 try:  # scikit-learn >= 1.6
@@ -170,7 +170,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         lr = self.learning_rate
         if not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
-                and math.isfinite(lr) and lr > 0):
+                and math.isfinite(lr) and float(lr) > 0):
             raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")

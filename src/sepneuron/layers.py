@@ -67,10 +67,9 @@ class SeparatedActivation(nn.Module):
             raise ValueError(f"num_neurons must be a positive int, got {num_neurons!r}")
         self.num_neurons = num_neurons
         self.kind = check_kind(kind)
-        factory = {"device": device, "dtype": dtype}
-        self.q = nn.Parameter(torch.empty(num_neurons, **factory))
-        self.log_c = nn.Parameter(torch.empty(num_neurons, **factory))
-        self.d = nn.Parameter(torch.empty(num_neurons, **factory))
+        self.q = nn.Parameter(torch.empty(num_neurons, device=device, dtype=dtype))
+        self.log_c = nn.Parameter(torch.empty(num_neurons, device=device, dtype=dtype))
+        self.d = nn.Parameter(torch.empty(num_neurons, device=device, dtype=dtype))
         # Keep the validated initial values (not parameters, not saved) for reset_parameters().
         self._inits = (q_init, c_init, d_init)
         self._check_c(c_init)

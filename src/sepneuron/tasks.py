@@ -158,62 +158,65 @@ def _friedman3(x: Tensor) -> Tensor:
 # -- registry ----------------------------------------------------------------------------------
 
 
-def _box(dim: int, lo: float = -1.0, hi: float = 1.0) -> dict[str, tuple[float, ...]]:
-    return {"low": (lo,) * dim, "high": (hi,) * dim}
+def _box(
+    dim: int, lo: float = -1.0, hi: float = 1.0
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(low, high)`` corners of the box ``[lo, hi]^dim``."""
+    return (lo,) * dim, (hi,) * dim
 
 
-_FRIEDMAN_BOX = {"low": (0.0, 40.0 * _PI, 0.0, 1.0), "high": (100.0, 560.0 * _PI, 1.0, 11.0)}
+_FRIEDMAN_BOX = ((0.0, 40.0 * _PI, 0.0, 1.0), (100.0, 560.0 * _PI, 1.0, 11.0))
 
 _ALL = [
-    Task("product", 2, _product, **_box(2), difficulty=1, description="x*y on [-1,1]^2"),
+    Task("product", 2, _product, *_box(2), difficulty=1, description="x*y on [-1,1]^2"),
     Task(
-        "ridge_tanh", 2, _ridge_tanh, **_box(2), difficulty=1,
+        "ridge_tanh", 2, _ridge_tanh, *_box(2), difficulty=1,
         description="ridge tanh(3 (0.6 x + 0.8 y)) on [-1,1]^2",
     ),
     Task(
-        "kink_abs", 2, _kink_abs, **_box(2), difficulty=1, has_kink=True,
+        "kink_abs", 2, _kink_abs, *_box(2), difficulty=1, has_kink=True,
         description="|x| + y on [-1,1]^2 (kink along x = 0)",
     ),
     Task(
-        "sin_cos", 2, _sin_cos, **_box(2), difficulty=2,
+        "sin_cos", 2, _sin_cos, *_box(2), difficulty=2,
         description="sin(pi x) cos(pi y) on [-1,1]^2",
     ),
     Task(
-        "kan_exp", 2, _kan_exp, **_box(2), difficulty=2,
+        "kan_exp", 2, _kan_exp, *_box(2), difficulty=2,
         description="exp(sin(pi x) + y^2) on [-1,1]^2 (the KAN paper's example)",
     ),
     Task(
-        "radial_sin_2pi", 2, _radial_sin(2 * _PI), **_box(2), difficulty=2, has_kink=True,
+        "radial_sin_2pi", 2, _radial_sin(2 * _PI), *_box(2), difficulty=2, has_kink=True,
         description="sin(2 pi r), r = |(x, y)|, on [-1,1]^2 (cone at the origin)",
     ),
     Task(
-        "radial_sin_6pi", 2, _radial_sin(6 * _PI), **_box(2), difficulty=4, has_kink=True,
+        "radial_sin_6pi", 2, _radial_sin(6 * _PI), *_box(2), difficulty=4, has_kink=True,
         description="sin(6 pi r), r = |(x, y)|, on [-1,1]^2 (cone at the origin)",
     ),
     Task(
-        "smooth_3d", 3, _smooth_3d, **_box(3), difficulty=2,
+        "smooth_3d", 3, _smooth_3d, *_box(3), difficulty=2,
         description="exp(-(x^2+y^2+z^2)/2) cos(pi (x+y+z)/2) on [-1,1]^3",
     ),
     Task(
-        "abs_planes_3d", 3, _abs_planes_3d, **_box(3), difficulty=2, has_kink=True,
+        "abs_planes_3d", 3, _abs_planes_3d, *_box(3), difficulty=2, has_kink=True,
         description="|x + y| + |y - z| on [-1,1]^3 (kinks on two planes)",
     ),
     Task(
-        "range_3d", 3, _range_3d, **_box(3), difficulty=3, has_kink=True,
+        "range_3d", 3, _range_3d, *_box(3), difficulty=3, has_kink=True,
         description="max(x,y,z) - min(x,y,z) on [-1,1]^3 (kinks on x=y, y=z, x=z)",
     ),
     Task(
-        "friedman1_3d", 3, _friedman1_3d, **_box(3, 0.0, 1.0), difficulty=2,
+        "friedman1_3d", 3, _friedman1_3d, *_box(3, 0.0, 1.0), difficulty=2,
         description="Friedman #1 on x1..x3 in [0,1], x4 = x5 = 0.5 fixed: "
         "10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 7.5, no noise",
     ),
     Task(
-        "friedman2", 4, _friedman2, **_FRIEDMAN_BOX, difficulty=3,
+        "friedman2", 4, _friedman2, *_FRIEDMAN_BOX, difficulty=3,
         description="Friedman #2 (4-D, published box, no noise): "
         "sqrt(x1^2 + (x2 x3 - 1/(x2 x4))^2)",
     ),
     Task(
-        "friedman3", 4, _friedman3, **_FRIEDMAN_BOX, difficulty=3,
+        "friedman3", 4, _friedman3, *_FRIEDMAN_BOX, difficulty=3,
         description="Friedman #3 (4-D, published box, no noise): "
         "atan((x2 x3 - 1/(x2 x4)) / x1)",
     ),

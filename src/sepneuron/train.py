@@ -218,8 +218,8 @@ def _snapshot(src: Any, into: Any = None) -> Any:
         return out
     if isinstance(src, (list, tuple)):
         same = isinstance(into, (list, tuple)) and len(into) == len(src)
-        old = into if same else [None] * len(src)
-        return type(src)(_snapshot(v, o) for v, o in zip(src, old, strict=True))
+        prev = into if same else [None] * len(src)
+        return type(src)(_snapshot(v, o) for v, o in zip(src, prev, strict=True))
     if src is None or isinstance(src, (bool, int, float, complex, str, bytes)) or callable(src):
         return src
     return copy.deepcopy(src)
@@ -308,14 +308,14 @@ def fit(
     validate_data(X, y)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
-    if X_test is not None:
+    if X_test is not None and y_test is not None:
         validate_data(X_test, y_test, name_x="X_test", name_y="y_test")
         if X_test.shape[1] != X.shape[1] or y_test.shape[1] != y.shape[1]:
             raise ValueError("X_test / y_test must have as many columns as X / y")
     dev, dt = torch.device(cfg.device), cfg.torch_dtype
     model.to(device=dev, dtype=dt)
     X, y = X.to(dev, dt), y.to(dev, dt)
-    if X_test is not None:
+    if X_test is not None and y_test is not None:  # both or neither, checked above
         X_test, y_test = X_test.to(dev, dt), y_test.to(dev, dt)
 
     use_tuner = cfg.rule is not None and cfg.rule != "grad" and _has_separated(model)

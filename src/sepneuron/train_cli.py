@@ -24,7 +24,10 @@ import sys
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported lazily, for a fast --help
+    from torch import Tensor
 
 __all__ = ["add_parser", "history_path", "load_model", "run"]
 
@@ -154,9 +157,8 @@ def _task_data(args: argparse.Namespace, dtype) -> tuple[tuple, dict[str, Any]]:
         raise _Fail(str(e)) from None
     n_train = 1000 if args.n_train is None else args.n_train
     n_test = 2000 if args.n_test is None else args.n_test
-    X, y, Xt, yt = make_data(task, n_train, n_test, generator=args.seed, dtype=dtype)
-    if n_test == 0:
-        Xt = yt = None
+    X, y, Xt_, yt_ = make_data(task, n_train, n_test, generator=args.seed, dtype=dtype)
+    Xt, yt = (None, None) if n_test == 0 else (Xt_, yt_)
     desc = {"task": task.name, "n_train": n_train, "n_test": n_test, "seed": args.seed}
     return (X, y, Xt, yt), desc
 
@@ -181,19 +183,19 @@ def _npz_data(path: str, dtype) -> tuple[tuple, dict[str, Any]]:
                     f"{', '.join(sorted(arrays)) or 'nothing'})")
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise _Fail(f"--data {path}: give both X_test and y_test, or neither")
-    out = []
-    for k in ("X", "y", "X_test", "y_test"):
+    keys = ("X", "y", "X_test", "y_test")
+    tensors: dict[str, Tensor] = {}
+    for k in keys:
         if k not in arrays:
-            out.append(None)
             continue
         a = arrays[k]
         if a.dtype.kind not in "biuf":
             raise _Fail(f"--data {path}: array {k} is not numeric (dtype {a.dtype})")
         t = torch.from_numpy(np.asarray(a, dtype=np.float64)).to(dtype)
-        out.append(t.reshape(-1, 1) if t.ndim == 1 else t)  # (n,) -> (n, 1)
-    desc = {"data": str(p), "n_train": int(out[0].shape[0]),
-            "n_test": 0 if out[2] is None else int(out[2].shape[0])}
-    return tuple(out), desc
+        tensors[k] = t.reshape(-1, 1) if t.ndim == 1 else t  # (n,) -> (n, 1)
+    desc = {"data": str(p), "n_train": int(tensors["X"].shape[0]),
+            "n_test": int(tensors["X_test"].shape[0]) if "X_test" in tensors else 0}
+    return tuple(tensors.get(k) for k in keys), desc
 
 
 def _config(args: argparse.Namespace):

@@ -21,7 +21,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from .methods import METHODS, RULE_NAMES
 
@@ -32,9 +32,17 @@ __all__ = [
     "ablation_verdict", "component_verdicts", "ABLATION_MARGIN",
 ]
 
+class Claim(TypedDict):
+    """The paper's claim for one analog: speed-up and accuracy ranges over its baseline."""
+
+    time: tuple[float, float]
+    accuracy: tuple[float, float]
+    baseline: str
+
+
 # The paper's claims: time 3-10x; accuracy 1.5-2 orders (30-100x) for the ReLU analog and
 # up to 3 orders (1000x) for the SoftPlus analog. "holds" from the lower end of the range.
-CLAIMS = {
+CLAIMS: dict[str, Claim] = {
     "relu": {"time": (3.0, 10.0), "accuracy": (30.0, 100.0), "baseline": "relu_adam"},
     "softplus": {"time": (3.0, 10.0), "accuracy": (30.0, 1000.0), "baseline": "softplus_adam"},
 }
@@ -156,7 +164,7 @@ def best_rules(cells: Sequence[ClaimCell], *,
                 scores[rule] = _geomean(accs)
         scored = {r: s for r, s in scores.items() if not math.isnan(s)}
         if scored:
-            rule = max(scored, key=scored.get)
+            rule = max(scored, key=scored.__getitem__)
             out[kind] = (rule, scored[rule])
     return out
 
@@ -262,7 +270,7 @@ class AblationCell:
     """One (analog, rule, task, variant) over seeds."""
 
     kind: str
-    rule: str
+    rule: str | None
     task: str
     variant: str                 # "none", a component name, or "all"
     method: str
@@ -316,7 +324,7 @@ class AblationGroup:
     """The ablation of one analog and tuner rule."""
 
     kind: str
-    rule: str
+    rule: str | None
     base: str                    # the "none" method
     tasks: list[str]
     variants: list[str]          # labels present, in ABLATION_VARIANTS order

@@ -91,12 +91,12 @@ def plot_error_maps(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
     paths = []
     for task_name in sorted({r["task"] for r in rows}):
         rs = [r for r in rows if r["task"] == task_name]
-        picks = [
+        candidates = [
             ("best overall", _best(rs, lambda r: True)),
             ("best separated", _best(rs, lambda r: r["method"].startswith("sep_"))),
             ("best plain Adam", _best(rs, lambda r: r["method"].endswith("_adam"))),
         ]
-        picks = [(t, r) for t, r in picks if r is not None]
+        picks = [(t, r) for t, r in candidates if r is not None]
         if not picks:
             continue
         task = get_task(task_name)
@@ -156,7 +156,8 @@ def plot_activations(folder: Path) -> Path:
 # The paper's Figure 3 case, as in tests/test_figure3.py: one neuron whose output is the
 # network output, target relu(-2x + 0.3), starting from w = +1, b = 0.1 (the wrong way).
 # Adam (lr 5e-2, cosine) on (w, b); the tuner (gamma 0.3, max_step 0.05) on q, c, d.
-NEURON_SETTING = dict(optimizer="adam", lr=5e-2, schedule="cosine", gamma=0.3, max_step=0.05)
+NEURON_SETTING: dict[str, Any] = dict(
+    optimizer="adam", lr=5e-2, schedule="cosine", gamma=0.3, max_step=0.05)
 
 
 def _single_neuron(kind: str | None, rule: str | None, steps: int):

@@ -192,7 +192,7 @@ def _ablation_section(groups: list[AblationGroup], budget_text: str) -> list[str
     for g in groups:
         out += [f"### {_KIND_NAMES.get(g.kind, g.kind)} analog, rule `{g.rule}` "
                 f"(none = `{g.base}`)", ""]
-        body = []
+        body: list[list[Any]] = []
         for v in g.variants:
             sm = g.summary[v]
             n = sum(1 for t in g.tasks if g.cells[(t, v)].seeds)

@@ -146,6 +146,7 @@ def _fit_torch(spec, data) -> dict[str, Any]:
     m = spec["model"]
     gen = torch.Generator().manual_seed(spec["seed"])
     dim = X.shape[1]
+    model: torch.nn.Module
     if m["type"] == "separated":
         model = SeparatedMLP(dim, m["hidden"], 1, m["activation"], dtype=torch.float64,
                              generator=gen)

@@ -107,16 +107,18 @@ def capture_output_grads(
     return [lin.register_forward_hook(hook) for lin in linears]
 
 
-def layer_params(linear: nn.Linear) -> list[nn.Parameter]:
+def layer_params(linear: nn.Linear) -> list[Tensor]:
+    """The layer's weight and (if any) bias."""
     return [p for p in (linear.weight, linear.bias) if p is not None]
 
 
 def _norm(ts: Sequence[Tensor]) -> Tensor:
-    return torch.sqrt(sum((t.double() ** 2).sum() for t in ts))
+    """Euclidean norm of all of ``ts`` together, in float64."""
+    return torch.sqrt(torch.stack([(t.double() ** 2).sum() for t in ts]).sum())
 
 
 @torch.no_grad()
-def steer_(params: Sequence[nn.Parameter], direction: Sequence[Tensor], strength: float) -> float:
+def steer_(params: Sequence[Tensor], direction: Sequence[Tensor], strength: float) -> float:
     """Add ``strength * |g| * direction / |direction|`` to the gradients ``g`` of ``params``.
 
     Norms are taken over all of ``params`` together (one layer's weight and bias).
@@ -125,8 +127,8 @@ def steer_(params: Sequence[nn.Parameter], direction: Sequence[Tensor], strength
     whatever the scale of the loss. Returns the multiplier used (0 when skipped:
     no gradient, a zero or non-finite direction).
     """
-    grads = [p.grad for p in params]
-    if any(g is None for g in grads):
+    grads = [p.grad for p in params if p.grad is not None]
+    if len(grads) != len(params):
         return 0.0
     g_norm, d_norm = _norm(grads), _norm(direction)
     if not (torch.isfinite(g_norm) and torch.isfinite(d_norm)) or g_norm == 0 or d_norm == 0:

@@ -92,7 +92,7 @@ class Compensate(Component):
         self._x = self._h = self._f = self._delta = None
         self._snap = None
 
-    def _params(self) -> list[nn.Parameter]:
+    def _params(self) -> list[Tensor]:
         assert self._out is not None
         return [p for p in (self._out.weight, self._out.bias) if p is not None]
 
@@ -100,9 +100,11 @@ class Compensate(Component):
     def before_update(self, model: nn.Module) -> None:
         self._evals += 1
         params = self._params()
+        grads = [p.grad for p in params if p.grad is not None]
         if (self._evals == 1 and self.active and self._delta is not None
-                and all(p.grad is not None for p in params)):
-            self._snap = [t.detach().clone() for p in params for t in (p, p.grad)]
+                and len(grads) == len(params)):
+            self._snap = [t.detach().clone()
+                          for p, g in zip(params, grads, strict=True) for t in (p, g)]
         else:
             self._snap = None
 
@@ -126,8 +128,10 @@ class Compensate(Component):
 
     def _compensate(self, model: nn.Module) -> None:
         params = self._params()
-        old, grads = self._snap[0::2], self._snap[1::2]
         h, f, delta = self._h, self._f, self._delta
+        # before_update snapshots only after a forward (h, f) and backward (delta)
+        assert self._snap is not None and h is not None and f is not None and delta is not None
+        old, grads = self._snap[0::2], self._snap[1::2]
         h_new = self._new_features(model).reshape(h.shape)
         w_old = old[0]
         b_old = old[1] if len(old) > 1 else None
@@ -138,14 +142,14 @@ class Compensate(Component):
         if b_old is not None:
             g_new.append(d2.sum(0))
         step = [p.detach() - o for p, o in zip(params, old, strict=True)]
-        gg = sum((g * g).sum() for g in grads)
-        sg = sum((s * g).sum() for s, g in zip(step, grads, strict=True))
+        gg = torch.stack([(g * g).sum() for g in grads]).sum()  # 1-2 terms: exact sums
+        sg = torch.stack([(s * g).sum() for s, g in zip(step, grads, strict=True)]).sum()
         eta = -sg / gg if gg > 0 else gg.new_zeros(())
         fix = [eta * (gn - g) for gn, g in zip(g_new, grads, strict=True)]
         if not (torch.isfinite(eta) and eta > 0 and all(torch.isfinite(t).all() for t in fix)):
             return
-        step_norm = torch.sqrt(sum((s * s).sum() for s in step))
+        step_norm = torch.stack([(s * s).sum() for s in step]).sum().sqrt()
         for p, t in zip(params, fix, strict=True):
             p.sub_(t)
-        fix_norm = torch.sqrt(sum((t * t).sum() for t in fix))
+        fix_norm = torch.stack([(t * t).sum() for t in fix]).sum().sqrt()
         self.last_correction = float(fix_norm / step_norm) if step_norm > 0 else 0.0

@@ -70,8 +70,9 @@ class NormalizeDeltas(Component):
 
     @torch.no_grad()
     def before_update(self, model: nn.Module) -> None:
-        scales = [self._scales.pop(id(lin), None) for lin in self._linears]
-        if not self.active or len(scales) < 2 or any(s is None for s in scales):
+        popped = [self._scales.pop(id(lin), None) for lin in self._linears]
+        scales = [s for s in popped if s is not None]
+        if not self.active or len(popped) < 2 or len(scales) != len(popped):
             return
         target = scales[-1]
         self.last_scales = [float(s) for s in scales]

@@ -87,10 +87,11 @@ def compute_stats(
     rows = max(1, _CPU_CHUNK_ELEMENTS // a.shape[1])
     if a.device.type != "cpu" or a.shape[0] <= rows:
         return _dense_stats(a, g, q, c, d, kind, bend)
-    total = None
+    total: Stats | None = None
     for start in range(0, a.shape[0], rows):
         part = _dense_stats(a[start:start + rows], g[start:start + rows], q, c, d, kind, bend)
         total = part if total is None else total + part
+    assert total is not None  # a.shape[0] > rows >= 1: the loop ran
     return total
 
 

@@ -18,7 +18,7 @@ forward or backward. With ``torch.distributed`` initialised, the statistics -- p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -203,7 +203,7 @@ class SeparatedTuner(Optimizer):
             offset += size
         return out
 
-    def _sensitivities(self, stats: list[Stats | None]) -> list[Tensor | None]:
+    def _sensitivities(self, stats: list[Stats | None]) -> Sequence[Tensor | None]:
         if self._mlp is None:
             return [None] * len(stats)
         slopes = [None if st is None else (st.r2 / st.n.clamp_min(1.0)).sqrt() for st in stats]
