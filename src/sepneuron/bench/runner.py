@@ -13,8 +13,6 @@ seeded with the seed. Everything is float64 on one CPU thread by default.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import platform
 import time
@@ -29,6 +27,7 @@ from typing import Any
 import torch
 
 from ..tasks import get_task
+from .keys import run_key
 from .methods import METHOD_CONFIG, get_method
 from .suites import Budget
 
@@ -88,12 +87,6 @@ def make_specs(
     """Specs for every ``task x method x seed``, grouped by task and seed (shared data)."""
     tasks, methods, seeds = list(tasks), list(methods), list(seeds)
     return [make_spec(t, m, s, budget, **kw) for t in tasks for s in seeds for m in methods]
-
-
-def run_key(spec: dict[str, Any]) -> str:
-    """A stable hash of the whole spec: equal configurations, equal keys."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def spec_label(spec: dict[str, Any]) -> str:
