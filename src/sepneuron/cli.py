@@ -1,7 +1,7 @@
 """The ``sepneuron`` command (also ``python -m sepneuron``).
 
     sepneuron bench [--suite quick|paper] [--tasks ...] [--methods ...] [--seeds ...]
-                    [--budget 2000|30s] [--out DIR] [--jobs N]
+                    [--budget 2000|30s] [--out DIR] [--jobs N] [--scheduler ADDRESS]
     sepneuron train (--task NAME | --data FILE.npz) --checkpoint PATH [--checkpoint-every N]
                     [--resume] [--steps N] [--out model.pt] [--n-train N --n-test N --seed S]
                     [--kind softplus|relu] [--hidden 32,32]
@@ -14,7 +14,8 @@
 
 ``train`` (in :mod:`sepneuron.train_cli`) trains one separated MLP with checkpoints written
 atomically; ``--resume`` continues from the checkpoint. Bad input exits with status 2 and a
-one-line ``sepneuron train: ...`` message.
+one-line ``sepneuron train: ...`` message; so does a ``results.sqlite`` that is not a
+readable results database (``bench --out``, ``report``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "suffix (e.g. 30s); default: the suite's")
     b.add_argument("--out", metavar="DIR", help="output folder (default: runs/<suite>)")
     b.add_argument("--jobs", type=int, metavar="N",
-                   help="runs in parallel processes (default: the suite's, 2)")
+                   help="runs in parallel processes (default: the suite's, 2); with "
+                   "--scheduler, runs in flight on the cluster (default: its thread count)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="train on the existing Dask cluster at ADDRESS (e.g. "
+                   "tcp://host:8786; needs dask[distributed] here and sepneuron on the "
+                   "workers); this process alone writes the results")
     b.add_argument("--threads", type=int, default=1, metavar="T",
                    help="torch threads per run (default 1: small models slow down with more "
                    "threads on a shared machine)")
@@ -117,9 +123,11 @@ def _cmd_methods() -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .bench.report import build_report
 
+    from .bench.store import ResultStoreError
+
     try:
         path = build_report(args.dir, figures=not args.no_figures)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ResultStoreError) as e:
         print(f"sepneuron report: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
@@ -145,15 +153,17 @@ def _selection(args: argparse.Namespace, parser: argparse.ArgumentParser):
         budget = parse_budget(args.budget) if args.budget else suite.budget
     except ValueError as e:
         parser.error(str(e))
-    jobs = args.jobs if args.jobs is not None else suite.jobs
-    if jobs < 1 or args.threads < 1:
+    jobs = args.jobs if args.jobs is not None or args.scheduler else suite.jobs
+    if (jobs is not None and jobs < 1) or args.threads < 1:
         parser.error("--jobs and --threads must be >= 1")
     return suite, tasks, methods, seeds, budget, jobs
 
 
 def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
     from .bench.benchmark import run_benchmark
+    from .bench.parallel import SchedulerError
     from .bench.runner import make_specs, spec_label
+    from .bench.store import ResultStoreError
 
     t0 = time.perf_counter()
     suite, tasks, methods, seeds, budget, jobs = _selection(args, parser)
@@ -164,8 +174,9 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) 
     command = "sepneuron " + " ".join(shlex.quote(a) for a in argv)
     selection = {"command": command, "suite": suite.name, "tasks": tasks, "methods": methods,
                  "seeds": seeds, "budget": budget.label}
+    where = f"on the Dask cluster at {args.scheduler}" if args.scheduler else f"{jobs} job(s)"
     print(f"sepneuron bench: {len(specs)} runs ({len(tasks)} tasks x {len(methods)} methods x "
-          f"{len(seeds)} seeds), budget {budget.label} per run, {jobs} job(s) -> {out}")
+          f"{len(seeds)} seeds), budget {budget.label} per run, {where} -> {out}")
 
     bar = None
     running: list[str] = []
@@ -199,10 +210,22 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) 
             bar.n += 1  # counted first, so the postfix and the count agree when drawn
             show()
 
+    def on_elsewhere(spec) -> None:  # another process sharing --out stored it
+        if bar is not None:
+            bar.n += 1
+            show()
+
     try:
         summary = run_benchmark(out, specs, jobs=jobs, selection=selection,
                                 retry_errors=args.retry_errors, on_plan=on_plan,
-                                on_start=on_start, on_result=on_result, threads=args.threads)
+                                on_start=on_start, on_result=on_result,
+                                on_elsewhere=on_elsewhere, threads=args.threads,
+                                scheduler=args.scheduler)
+    except (ResultStoreError, SchedulerError) as e:  # bad results.sqlite, no scheduler
+        if bar is not None:
+            bar.close()
+        print(f"sepneuron bench: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -212,8 +235,10 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) 
     finally:
         if bar is not None:
             bar.close()
+    others = (f", {summary['elsewhere']} trained by another process sharing {out}"
+              if summary["elsewhere"] else "")
     print(f"trained {summary['ran']} runs ({summary['errors']} errors), skipped "
-          f"{summary['skipped']} stored ones, in {summary['wall_s']:.0f} s")
+          f"{summary['skipped']} stored ones{others}, in {summary['wall_s']:.0f} s")
     if not args.no_report:
         from .bench.report import build_report
 

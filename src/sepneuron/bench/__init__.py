@@ -7,12 +7,12 @@
 from .benchmark import pending_specs as pending_specs, run_benchmark as run_benchmark
 from .methods import METHODS as METHODS, Method as Method, get_method as get_method
 from .report import build_report as build_report
+from .parallel import run_specs as run_specs
 from .runner import (
     make_spec as make_spec,
     make_specs as make_specs,
     run_key as run_key,
     run_one as run_one,
-    run_specs as run_specs,
 )
 from .store import ResultStore as ResultStore
 from .suites import SUITES as SUITES, Budget as Budget, Suite as Suite, parse_budget as parse_budget

@@ -1,4 +1,10 @@
-"""Run a selection of specs into a benchmark folder, resuming from what is stored."""
+"""Run a selection of specs into a benchmark folder, resuming from what is stored.
+
+Several processes (on one host, or wherever the database's locks work) may run on one
+folder at once: each claims a run in the store before training it (a lease renewed while
+the process lives, see :mod:`~sepneuron.bench.claims`), so every run is trained once, and
+a process that dies leaves its runs to the others when its leases expire.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .runner import run_key, run_specs
+from datetime import datetime, timezone
+
+from .claims import DEFAULT_LEASE_S, Heartbeat, new_owner
+from .keys import run_key
+from .parallel import run_specs
 from .store import ResultStore
 
 __all__ = ["run_benchmark", "pending_specs", "record_selection"]
@@ -34,39 +44,67 @@ def run_benchmark(
     folder: str | Path,
     specs: Sequence[dict[str, Any]],
     *,
-    jobs: int = 1,
+    jobs: int | None = 1,
     selection: dict[str, Any] | None = None,
     retry_errors: bool = False,
     on_plan: Callable[[int, int], None] | None = None,
     on_start: Callable[[dict[str, Any]], None] | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_elsewhere: Callable[[dict[str, Any]], None] | None = None,
     threads: int = 1,
+    scheduler: str | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+    poll_s: float = 2.0,
 ) -> dict[str, Any]:
     """Train every spec not yet in ``folder``'s store, committing each row as it finishes.
 
     ``selection`` (tasks, methods, seeds, command, ...) is stored with the run keys, so
     the report covers exactly this selection. ``on_plan(to_run, already_done)`` is called
-    once before training, ``on_start(spec)`` and ``on_result(row)`` around each run (all in
-    this process). Returns ``{"ran", "skipped", "errors", "wall_s"}``.
+    once before training, ``on_start(spec)`` and ``on_result(row)`` around each run, and
+    ``on_elsewhere(spec)`` for a run that another process stored meanwhile (all in this
+    process). Runs go to local processes (``jobs``) or the Dask cluster at ``scheduler``
+    (:func:`~sepneuron.bench.parallel.run_specs`); each is claimed first, with a lease of
+    ``lease_s`` seconds, and a run another process holds is asked for again every
+    ``poll_s`` seconds until it is stored or its lease expires. Returns ``{"ran",
+    "skipped", "elsewhere", "errors", "wall_s", "jobs", "owner"}``.
     """
     t0 = time.perf_counter()
+    since = datetime.now(timezone.utc).isoformat(timespec="seconds")
     folder = Path(folder)
-    errors = 0
+    owner = new_owner()
+    errors = ran = elsewhere = 0
+    redo = ("error", "skipped") if retry_errors else ()
     with ResultStore(folder) as store:
         record_selection(store, specs, **{**(selection or {}), "jobs": jobs})
         todo = pending_specs(store, specs, retry_errors=retry_errors)
         if on_plan is not None:
             on_plan(len(todo), len(specs) - len(todo))
 
+        def claim(spec: dict[str, Any]) -> str:
+            nonlocal elsewhere
+            state = store.claim(run_key(spec), owner, lease_s, redo=redo, since=since)
+            if state == "done":
+                elsewhere += 1
+                if on_elsewhere is not None:
+                    on_elsewhere(spec)
+            return state
+
         def commit(row: dict[str, Any]) -> None:
-            nonlocal errors
-            store.add(row)
+            nonlocal errors, ran
+            store.add({**row, "owner": owner})
+            ran += 1
             errors += row["status"] == "error"
             if on_result is not None:
                 on_result(row)
 
-        run_specs(todo, commit, jobs=jobs, on_start=on_start, threads=threads)
-        summary = {"ran": len(todo), "skipped": len(specs) - len(todo), "errors": errors,
-                   "wall_s": time.perf_counter() - t0, "jobs": jobs}
+        try:
+            with Heartbeat(store.path, owner, lease_s):
+                run_specs(todo, commit, jobs=jobs, on_start=on_start, threads=threads,
+                          claim=claim, scheduler=scheduler, poll_s=poll_s)
+        finally:
+            store.release_claims(owner)
+        summary = {"ran": ran, "skipped": len(specs) - len(todo), "elsewhere": elsewhere,
+                   "errors": errors, "wall_s": time.perf_counter() - t0, "jobs": jobs,
+                   "scheduler": scheduler, "owner": owner}
         store.set_meta("last_bench", summary)
     return summary

@@ -364,7 +364,10 @@ def _setup_section(
     if last:
         out.append(f"- The last `bench` command took {last['wall_s']:.0f} s wall "
                    f"({last['ran']} runs trained, {last['skipped']} already in the database, "
-                   f"--jobs {last['jobs']}).")
+                   + (f"on the Dask cluster at {last['scheduler']})." if last.get("scheduler")
+                      else f"--jobs {last['jobs']}).")
+                   + (f" {last['elsewhere']} runs were stored by another process meanwhile."
+                      if last.get("elsewhere") else ""))
     return out + [""]
 
 

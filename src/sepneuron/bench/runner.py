@@ -1,8 +1,9 @@
 """Benchmark runs: a run is a plain-dict *spec*; :func:`run_one` trains it and returns a row.
 
 ``run_one(spec) -> dict`` is a top-level function of JSON-able input and output, so it
-pickles to any executor: :func:`run_specs` uses a ``ProcessPoolExecutor`` (spawn), and the
-same function goes unchanged to ``joblib.Parallel`` with the Dask or Ray backend.
+pickles to any executor: :func:`~sepneuron.bench.parallel.run_specs` runs specs in this
+process, a ``ProcessPoolExecutor`` (spawn) or on a Dask cluster, and the same function
+goes unchanged to ``joblib.Parallel`` with the Dask or Ray backend.
 
 Every run of one ``(task, seed)`` gets the same data (``tasks.make_data`` with the seed),
 inputs mapped affinely from the task's box to ``[-1, 1]^d`` and targets standardised with
@@ -17,9 +18,7 @@ import math
 import platform
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
@@ -31,7 +30,7 @@ from .keys import run_key
 from .methods import METHOD_CONFIG, get_method
 from .suites import Budget
 
-__all__ = ["make_spec", "make_specs", "run_key", "run_one", "run_specs", "spec_label"]
+__all__ = ["make_spec", "make_specs", "run_key", "run_one", "spec_label"]
 
 _BIG_STEPS = 1_000_000_000  # "unlimited" steps under a time budget
 
@@ -233,92 +232,3 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     row["wall_time"] = time.perf_counter() - t0
     row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return row
-
-
-def _worker_init(threads: int) -> None:
-    """Per worker process: thread count, and the one-off import cost paid before timing."""
-    torch.set_num_threads(threads)
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo once
-
-
-# -- many runs ---------------------------------------------------------------------------------
-
-
-def run_specs(
-    specs: Sequence[dict[str, Any]],
-    on_result: Callable[[dict[str, Any]], None],
-    *,
-    jobs: int = 1,
-    on_start: Callable[[dict[str, Any]], None] | None = None,
-    threads: int = 1,
-) -> None:
-    """Run every spec, calling ``on_result(row)`` in this process as each one finishes.
-
-    ``jobs == 1`` runs in this process; otherwise at most ``jobs`` runs are in flight in a
-    spawn-context ``ProcessPoolExecutor`` (so ``on_start`` sees exactly the runs being
-    trained). A worker that dies takes its run with it as an ``error`` row; the pool is
-    then rebuilt and the rest go on.
-    """
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs!r}")
-    if jobs == 1:
-        before = torch.get_num_threads()
-        try:
-            _worker_init(threads)
-            for spec in specs:
-                if on_start is not None:
-                    on_start(spec)
-                on_result(run_one(spec))
-        finally:
-            torch.set_num_threads(before)  # this process is the caller's: leave it as it was
-        return
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    queue = list(specs)[::-1]
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                               initargs=(threads,))
-    running: dict[Future, dict[str, Any]] = {}
-    crashes: dict[str, int] = {}  # run key -> pools it was in when the pool broke
-    try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                spec = queue.pop()
-                if on_start is not None:
-                    on_start(spec)
-                running[pool.submit(run_one, spec)] = spec
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                spec = running.pop(fut)
-                try:
-                    row = fut.result()
-                except BrokenProcessPool as e:
-                    # Which of the runs in flight killed the worker is unknown: each gets
-                    # a second try in the new pool, and an error row after that.
-                    broken = True
-                    key = run_key(spec)
-                    crashes[key] = crashes.get(key, 0) + 1
-                    if crashes[key] < 2:
-                        queue.append(spec)
-                        continue
-                    row = _crash_row(spec, f"worker process died (twice): {e!r}")
-                except Exception as e:  # noqa: BLE001 - e.g. a result that failed to pickle
-                    row = _crash_row(spec, f"{type(e).__name__}: {e}")
-                on_result(row)
-            if broken:
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                                           initargs=(threads,))
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _crash_row(spec: dict[str, Any], message: str) -> dict[str, Any]:
-    return {
-        "key": run_key(spec), "task": spec["task"], "method": spec["method"],
-        "seed": spec["seed"], "budget": Budget(**spec["budget"]).label, "config": spec,
-        "status": "error", "error": message, "grid_n": spec["grid_n"],
-        "versions": _versions(), "threads": spec.get("threads", 1), "wall_time": None,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }

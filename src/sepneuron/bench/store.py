@@ -5,6 +5,13 @@ whole configuration) and written in one transaction, so a run is either entirely
 database or not at all; a benchmark killed at any moment resumes by skipping the keys that
 are there. Only the process that owns the store writes (the workers return rows).
 
+Several benchmark processes on one folder share the work through the ``claims`` table: a
+process claims a run (owner id, lease expiry) before training it, renews its leases while
+it lives (:class:`~sepneuron.bench.claims.Heartbeat`), and the stored row releases the
+claim; a run that is stored, or claimed under a live lease by another owner, is not
+started. A file that is not a readable results database (corrupt, truncated, foreign)
+raises :class:`ResultStoreError`, a ``ValueError`` naming the file.
+
 ``results.csv`` beside it is an export, rewritten atomically (temporary file, then
 ``os.replace``).
 """
@@ -16,6 +23,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +32,7 @@ import numpy as np
 
 from ..checkpoint import atomic_open
 
-__all__ = ["ResultStore", "CSV_COLUMNS", "DB_NAME", "CSV_NAME"]
+__all__ = ["ResultStore", "ResultStoreError", "CSV_COLUMNS", "DB_NAME", "CSV_NAME"]
 
 DB_NAME = "results.sqlite"
 CSV_NAME = "results.csv"
@@ -52,17 +60,25 @@ CREATE TABLE IF NOT EXISTS runs (
     versions TEXT,                 -- JSON: sepneuron, torch, numpy, python
     grid BLOB,                     -- float32 (grid_n, grid_n): model - target on the grid
     grid_n INTEGER,
-    finished_at TEXT
+    finished_at TEXT,
+    owner TEXT                     -- the benchmark process that trained it (claims)
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,          -- a run being trained
+    owner TEXT NOT NULL,           -- host:pid:random of the process training it
+    expires REAL NOT NULL          -- unix time; renewed while the owner lives
+);
 """
 
 _JSON_FIELDS = ("dead_fraction", "config", "curve", "metrics", "versions")
 _COLUMNS = (
     "key", "task", "method", "seed", "budget", "status", "error", "test_rmse", "train_rmse",
     "train_time", "wall_time", "steps", "n_params", "threads", "dead_fraction", "config",
-    "curve", "metrics", "versions", "grid", "grid_n", "finished_at",
+    "curve", "metrics", "versions", "grid", "grid_n", "finished_at", "owner",
 )
+# columns added after the first release: added to older databases when opened
+_ADDED_COLUMNS = {"owner": "TEXT"}
 CSV_COLUMNS = (
     "key", "task", "method", "seed", "budget", "status", "test_rmse", "train_rmse",
     "train_time", "wall_time", "steps", "n_params", "threads", "dead_fraction_mean",
@@ -74,17 +90,66 @@ def _finite_or_none(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
+class ResultStoreError(ValueError):
+    """The results database cannot be used: not SQLite, corrupt, truncated or foreign."""
+
+
+_BUSY = ("locked", "busy")  # sqlite3 errors that say "try later", not "broken"
+
+
 class ResultStore:
-    """The runs of one benchmark folder. Use as a context manager or call :meth:`close`."""
+    """The runs of one benchmark folder. Use as a context manager or call :meth:`close`.
+
+    Raises :class:`ResultStoreError` (naming the file) when ``folder/results.sqlite``
+    exists but is not a readable results database.
+    """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / DB_NAME
-        self._conn = sqlite3.connect(self.path, timeout=60.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        with self._conn:
-            self._conn.executescript(_SCHEMA)
+        if self.path.exists() and not self.path.is_file():
+            raise ResultStoreError(f"{self.path} is not a file")
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=60.0)
+        except sqlite3.Error as e:
+            raise ResultStoreError(f"cannot open {self.path}: {e}") from None
+        try:
+            self._check()
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+                have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+                for col, kind in _ADDED_COLUMNS.items():
+                    if col not in have:
+                        self._conn.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
+        except ResultStoreError:
+            self._conn.close()
+            raise
+        except sqlite3.DatabaseError as e:
+            self._conn.close()
+            if any(word in str(e) for word in _BUSY):
+                raise
+            raise ResultStoreError(
+                f"{self.path} is not a readable sepneuron results database ({e}); move it "
+                "away (or choose another folder) to start afresh") from None
+
+    def _check(self) -> None:
+        """Refuse a corrupt or truncated file, or an SQLite database of another program."""
+        (first, *_), = self._conn.execute("PRAGMA quick_check(1)").fetchall()
+        if first != "ok":
+            raise ResultStoreError(f"{self.path} is corrupt (SQLite integrity check: {first})")
+        tables = {n for (n,) in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "runs" not in tables:
+            raise ResultStoreError(f"{self.path} is an SQLite database but not a sepneuron "
+                                   f"results database (tables: {', '.join(sorted(tables))})")
+        if "runs" in tables:
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
+            missing = [c for c in _COLUMNS if c not in have and c not in _ADDED_COLUMNS]
+            if missing:
+                raise ResultStoreError(f"{self.path} has a 'runs' table without the columns "
+                                       f"{', '.join(missing)}: not a sepneuron results database")
 
     # -- writing --------------------------------------------------------------------------
     def add(self, row: dict[str, Any]) -> None:
@@ -100,6 +165,41 @@ class ResultStore:
             self._conn.execute(
                 f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) VALUES ({marks})", values
             )
+            self._conn.execute("DELETE FROM claims WHERE key = ?", (row.get("key"),))
+
+    def claim(self, key: str, owner: str, lease_s: float, *, redo: Sequence[str] = (),
+              since: str | None = None) -> str:
+        """Claim run ``key`` for ``owner`` for ``lease_s`` seconds, in one transaction.
+
+        Returns ``"done"`` when the run is stored (unless its status is in ``redo`` and it
+        finished before ``since``, an ISO time), ``"busy"`` when another owner holds a
+        lease that has not expired, else ``"claimed"`` (an expired lease is taken over).
+        """
+        now = time.time()
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")  # one claimer at a time
+            hit = self._conn.execute("SELECT status, finished_at FROM runs WHERE key = ?",
+                                     (key,)).fetchone()
+            if hit is not None and (hit[0] not in redo
+                                    or (since is not None and (hit[1] or "") >= since)):
+                return "done"
+            held = self._conn.execute("SELECT owner, expires FROM claims WHERE key = ?",
+                                      (key,)).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                return "busy"
+            self._conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
+                               (key, owner, now + lease_s))
+        return "claimed"
+
+    def release_claims(self, owner: str) -> None:
+        """Drop every claim of ``owner`` (its runs not stored become claimable at once)."""
+        with self._conn:
+            self._conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def claims(self) -> dict[str, tuple[str, float]]:
+        """``{key: (owner, expires)}`` of the runs claimed now."""
+        cur = self._conn.execute("SELECT key, owner, expires FROM claims")
+        return {k: (o, e) for k, o, e in cur}
 
     def set_meta(self, name: str, value: Any) -> None:
         with self._conn:
