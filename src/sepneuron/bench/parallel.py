@@ -37,6 +37,7 @@ from .suites import Budget
 __all__ = ["run_specs", "PARENT_POLL_S", "SchedulerError"]
 
 PARENT_POLL_S = 0.25
+CONNECT_TIMEOUT_S = 20.0  # to reach a Dask scheduler
 
 Spec = dict[str, Any]
 
@@ -87,9 +88,9 @@ def _dask_executor(scheduler: str) -> tuple[Executor, int, Callable[[], None]]:
         from distributed import Client
     except ImportError:
         raise SchedulerError("a Dask scheduler needs dask.distributed: "
-                         "pip install 'dask[distributed]'") from None
+                         "pip install 'sepneuron[dask]'") from None
     try:
-        client = Client(scheduler, timeout=20, set_as_default=False)
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise SchedulerError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
     slots = max(1, sum(client.nthreads().values()))
