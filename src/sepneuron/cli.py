@@ -122,7 +122,6 @@ def _cmd_methods() -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .bench.report import build_report
-
     from .bench.store import ResultStoreError
 
     try:

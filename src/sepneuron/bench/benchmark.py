@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-from datetime import datetime, timezone
 
 from .claims import DEFAULT_LEASE_S, Heartbeat, new_owner
 from .keys import run_key

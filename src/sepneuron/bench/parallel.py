@@ -70,8 +70,8 @@ class _InlineExecutor(Executor):
         self._before = torch.get_num_threads()
         _worker_init(threads)
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
-        fut: Future = Future()
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
         try:
             fut.set_result(fn(*args, **kwargs))
         except Exception as e:  # noqa: BLE001 - handed to the caller through the future
@@ -127,8 +127,9 @@ def run_specs(
     else:
         slots = int(jobs or 1)
         pool = _local_pool(slots, threads)
-    queue, deferred = list(specs)[::-1], []
-    running: dict[Future, Spec] = {}
+    queue: list[Spec] = list(specs)[::-1]
+    deferred: list[Spec] = []
+    running: dict[Future[Any], Spec] = {}
     crashes: dict[str, int] = {}  # run key -> pools it was in when the pool broke
     finished = False
     try:
