@@ -117,8 +117,9 @@ class ResultStore:
         try:
             self._check()
             self._conn.execute("PRAGMA journal_mode=WAL")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA)
+            with self._conn:  # another process may be adding the same columns
+                self._conn.execute("BEGIN IMMEDIATE")
                 have = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
                 for col, kind in _ADDED_COLUMNS.items():
                     if col not in have:
