@@ -200,3 +200,33 @@ def test_bench_leaves_a_run_finished_elsewhere(tmp_path):
     with ResultStore(tmp_path) as store:
         owners = {r["key"]: r["owner"] for r in store.rows()}
     assert owners == {held: "other", run_key(specs[1]): summary["owner"]}
+
+
+# -- one declaration of a row (issue #8) -----------------------------------------------------
+
+
+def test_row_table_csv_and_crash_row_derive_from_runresult(tmp_path):
+    import csv
+    import dataclasses
+
+    from sepneuron.bench import RunResult, run_one
+    from sepneuron.bench.parallel import crash_row
+    from sepneuron.bench.result import COLUMNS, CSV_COLUMNS
+
+    names = tuple(f.name for f in dataclasses.fields(RunResult))
+    assert COLUMNS == names
+    spec = make_spec("kan_exp", "relu_adam", 0, Budget(steps=3), n_train=30, n_test=30,
+                     grid_n=4)
+    for row in (run_one(spec), crash_row(spec, "worker died")):
+        assert set(row) == set(names)  # nothing the store would drop, nothing missing
+        assert row["key"] == run_key(spec) and row["budget"] == "3 steps"
+    with ResultStore(tmp_path) as store:
+        table = [r[1] for r in store._conn.execute("PRAGMA table_info(runs)")]
+        assert table == list(names)
+        store.add(run_one(spec))
+        (back,) = store.rows(with_grid=True)
+        assert back["grid"].shape == (4, 4) and back["steps"] == 3
+        with store.export_csv().open() as f:
+            header = next(csv.reader(f))
+    assert tuple(header) == CSV_COLUMNS
+    assert "dead_fraction_mean" in header and "config" not in header and "owner" in header

@@ -25,14 +25,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
 
 from .keys import run_key
-from .runner import _versions, run_one
-from .suites import Budget
+from .result import crash_row
+from .runner import run_one
 
 __all__ = ["run_specs", "PARENT_POLL_S", "SchedulerError"]
 
@@ -166,9 +165,9 @@ def run_specs(
                     if crashes[key] < 2:
                         queue.append(spec)
                         continue
-                    row = _crash_row(spec, f"worker process died (twice): {e!r}")
+                    row = crash_row(spec, f"worker process died (twice): {e!r}")
                 except Exception as e:  # noqa: BLE001 - e.g. a result that failed to pickle
-                    row = _crash_row(spec, f"{type(e).__name__}: {e}")
+                    row = crash_row(spec, f"{type(e).__name__}: {e}")
                 on_result(row)
             if broken:
                 _shutdown(pool, wait_for_runs=False)
@@ -193,13 +192,3 @@ def _shutdown(pool: Executor, *, wait_for_runs: bool) -> None:
         pool.shutdown(wait=wait_for_runs, cancel_futures=True)
     else:
         pool.shutdown(wait=wait_for_runs)
-
-
-def _crash_row(spec: Spec, message: str) -> Spec:
-    return {
-        "key": run_key(spec), "task": spec["task"], "method": spec["method"],
-        "seed": spec["seed"], "budget": Budget(**spec["budget"]).label, "config": spec,
-        "status": "error", "error": message, "grid_n": spec["grid_n"],
-        "versions": _versions(), "threads": spec.get("threads", 1), "wall_time": None,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }

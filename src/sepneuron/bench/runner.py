@@ -15,12 +15,10 @@ seeded with the seed. Everything is float64 on one CPU thread by default.
 from __future__ import annotations
 
 import math
-import platform
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
 from typing import Any
 
 import torch
@@ -28,6 +26,7 @@ import torch
 from ..tasks import get_task
 from .keys import run_key
 from .methods import METHOD_CONFIG, get_method
+from .result import base_row, utc_now
 from .suites import Budget
 
 __all__ = ["make_spec", "make_specs", "run_key", "run_one", "spec_label"]
@@ -120,15 +119,6 @@ def _data(spec: dict[str, Any]):
     return (sx(X), sy(y), sx(Xt), sy(yt), sx(Xg), sy(yg)), float(mu), float(sd)
 
 
-def _versions() -> dict[str, str]:
-    import numpy
-
-    from .. import __version__
-
-    return {"sepneuron": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version(), "machine": platform.machine()}
-
-
 def _fit_torch(spec, data) -> dict[str, Any]:
     from ..baselines import PlainMLP, count_parameters
     from ..layers import SeparatedMLP
@@ -211,14 +201,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     torch.set_num_threads(int(spec.get("threads", 1)))
-    row: dict[str, Any] = {
-        "key": run_key(spec), "task": spec["task"], "method": spec["method"],
-        "seed": spec["seed"], "budget": Budget(**spec["budget"]).label, "config": spec,
-        "status": "ok", "error": None, "test_rmse": None, "train_rmse": None,
-        "train_time": None, "steps": None, "n_params": None, "dead_fraction": None,
-        "curve": None, "metrics": {}, "grid": None, "grid_n": spec["grid_n"],
-        "versions": _versions(), "threads": torch.get_num_threads(),
-    }
+    row = {**base_row(spec), "status": "ok", "metrics": {},
+           "threads": torch.get_num_threads()}
     try:
         data, mu, sd = _data(spec)
         fitter = _fit_kan if spec["model"]["type"] == "kan" else _fit_torch
@@ -230,5 +214,5 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         tb = traceback.format_exc(limit=6)
         row["status"], row["error"] = "error", f"{type(e).__name__}: {e}\n{tb}"
     row["wall_time"] = time.perf_counter() - t0
-    row["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row["finished_at"] = utc_now()
     return row

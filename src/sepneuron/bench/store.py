@@ -31,38 +31,14 @@ from typing import Any
 import numpy as np
 
 from ..checkpoint import atomic_open
+from .result import ADDED_COLUMNS, COLUMNS, CSV_COLUMNS, JSON_COLUMNS, runs_table_sql
 
 __all__ = ["ResultStore", "ResultStoreError", "CSV_COLUMNS", "DB_NAME", "CSV_NAME"]
 
 DB_NAME = "results.sqlite"
 CSV_NAME = "results.csv"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    key TEXT PRIMARY KEY,          -- hash of the full configuration
-    task TEXT NOT NULL,
-    method TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    budget TEXT NOT NULL,          -- "8s" or "2000 steps"
-    status TEXT NOT NULL,          -- ok | error | skipped
-    error TEXT,                    -- the message (and traceback) of a failed run
-    test_rmse REAL,                -- final, on held-out points, standardised units
-    train_rmse REAL,
-    train_time REAL,               -- training seconds (evaluation excluded)
-    wall_time REAL,                -- seconds of the whole run (data, fit, evaluation)
-    steps INTEGER,
-    n_params INTEGER,
-    threads INTEGER,
-    dead_fraction TEXT,            -- JSON: final fraction of dead neurons per layer
-    config TEXT NOT NULL,          -- JSON: the full run spec
-    curve TEXT,                    -- JSON: eval_step, eval_time, test_rmse, train_rmse, ...
-    metrics TEXT,                  -- JSON: stop reason, events, dead_max, q/c/d spread, ...
-    versions TEXT,                 -- JSON: sepneuron, torch, numpy, python
-    grid BLOB,                     -- float32 (grid_n, grid_n): model - target on the grid
-    grid_n INTEGER,
-    finished_at TEXT,
-    owner TEXT                     -- the benchmark process that trained it (claims)
-);
+_SCHEMA = runs_table_sql() + """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,          -- a run being trained
@@ -70,20 +46,9 @@ CREATE TABLE IF NOT EXISTS claims (
     expires REAL NOT NULL          -- unix time; renewed while the owner lives
 );
 """
-
-_JSON_FIELDS = ("dead_fraction", "config", "curve", "metrics", "versions")
-_COLUMNS = (
-    "key", "task", "method", "seed", "budget", "status", "error", "test_rmse", "train_rmse",
-    "train_time", "wall_time", "steps", "n_params", "threads", "dead_fraction", "config",
-    "curve", "metrics", "versions", "grid", "grid_n", "finished_at", "owner",
-)
-# columns added after the first release: added to older databases when opened
-_ADDED_COLUMNS = {"owner": "TEXT"}
-CSV_COLUMNS = (
-    "key", "task", "method", "seed", "budget", "status", "test_rmse", "train_rmse",
-    "train_time", "wall_time", "steps", "n_params", "threads", "dead_fraction_mean",
-    "finished_at", "error",
-)
+_COLUMNS = COLUMNS  # in the order of RunResult
+_JSON_FIELDS = JSON_COLUMNS
+_ADDED_COLUMNS = ADDED_COLUMNS  # added after the first release: added to older databases
 
 
 def _finite_or_none(v: Any) -> Any:
