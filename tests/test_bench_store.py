@@ -214,7 +214,7 @@ def test_row_table_csv_and_crash_row_derive_from_runresult(tmp_path):
     from sepneuron.bench.result import COLUMNS, CSV_COLUMNS
 
     names = tuple(f.name for f in dataclasses.fields(RunResult))
-    assert COLUMNS == names
+    assert names == COLUMNS
     spec = make_spec("kan_exp", "relu_adam", 0, Budget(steps=3), n_train=30, n_test=30,
                      grid_n=4)
     for row in (run_one(spec), crash_row(spec, "worker died")):

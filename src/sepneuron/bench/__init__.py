@@ -15,8 +15,7 @@ from .runner import (
     run_key as run_key,
     run_one as run_one,
 )
-from .store import ResultStore as ResultStore
-from .store import ResultStoreError as ResultStoreError
+from .store import ResultStore as ResultStore, ResultStoreError as ResultStoreError
 from .suites import SUITES as SUITES, Budget as Budget, Suite as Suite, parse_budget as parse_budget
 
 __all__ = [
