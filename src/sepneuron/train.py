@@ -16,12 +16,10 @@ gives identical parameters.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,26 +27,42 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import atomic_save, load_checkpoint
+from . import resume
+from .checkpoint import check_writable
 from .conditioning import make_conditioners
 from .diagnostics import dead_fractions, parameter_spread
+from .fingerprint import run_fingerprint
 from .layers import SeparatedActivation
-from .tuning import RULES, SeparatedTuner
+from .settings import OPTIMIZERS, SCHEDULES, validate_config
+from .tuning import SeparatedTuner
 
-__all__ = ["TrainConfig", "History", "fit", "validate_data", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "History", "fit", "validate_data", "OPTIMIZERS", "SCHEDULES",
+           "DEFAULT_LR"]
 
-OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
-SCHEDULES = ("constant", "cosine")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+# The step size an optimizer gets when ``TrainConfig.lr`` is None (the default): Adam's
+# 3e-3; Levenberg-Marquardt's 1 (the full damped Gauss-Newton step; its damping, not the
+# step scale, controls the step length -- 3e-3 would take 0.3% of each step).
+DEFAULT_LR = {"adam": 3e-3, "sgd": 3e-3, "lbfgs": 3e-3, "lm": 1.0}
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run."""
+    """Everything that defines a training run.
+
+    Every field takes effect or is refused by :meth:`validate`: ``momentum`` applies to
+    ``optimizer="sgd"`` only and the tuner's fields (``gamma``, ``max_step``,
+    ``tune_curvature``, ``tune_every``) to a tuner rule only, so setting them to other than
+    their defaults otherwise is an error; ``checkpoint_every`` needs ``checkpoint_path``.
+    ``lr=None`` is replaced at construction by the optimizer's own default
+    (:data:`DEFAULT_LR`).
+    """
 
     optimizer: str = "adam"          # "adam" | "sgd" (momentum) | "lbfgs" | "lm" (Levenberg-Marq.)
-    lr: float = 3e-3                 # learning rate of the weight optimizer
-    momentum: float = 0.9            # SGD momentum
+    lr: float | None = None          # weight optimizer's step size; None: DEFAULT_LR[optimizer]
+    momentum: float = 0.9            # SGD momentum (optimizer="sgd" only)
     schedule: str = "constant"       # "constant" | "cosine" (to 0 over `steps`) for the weights
     steps: int = 2000                # optimizer steps (at most)
     max_time: float | None = None    # stop after this many training seconds (eval not counted)
@@ -67,41 +81,16 @@ class TrainConfig:
     max_retries: int = 8             # non-finite losses in a row before giving up
     checkpoint_path: str | None = None  # where to write checkpoints (atomically)
     checkpoint_every: int = 0        # steps between checkpoints; 0: only at the end
-    resume: bool = False             # continue from checkpoint_path if it exists
+    resume: bool = False             # continue from checkpoint_path if it exists (same data
+    #                                  and settings only: see sepneuron.fingerprint)
+
+    def __post_init__(self) -> None:
+        if self.lr is None and self.optimizer in DEFAULT_LR:
+            self.lr = DEFAULT_LR[self.optimizer]
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.rule is not None and self.rule not in RULES:
-            raise ValueError(f"rule must be None or one of {sorted(RULES)}, got {self.rule!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}")
-        for name in ("lr", "gamma", "max_step"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if not (0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if not (isinstance(self.steps, int) and self.steps >= 0):
-            raise ValueError(f"steps must be a non-negative int, got {self.steps!r}")
-        if self.max_time is not None and not self.max_time > 0:
-            raise ValueError(f"max_time must be None or > 0, got {self.max_time!r}")
-        if self.batch_size is not None and not (
-                isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ValueError(f"batch_size must be None or a positive int, got {self.batch_size!r}")
-        if not (isinstance(self.tune_every, int) and self.tune_every >= 1):
-            raise ValueError(f"tune_every must be a positive int, got {self.tune_every!r}")
-        if not (isinstance(self.eval_every, int) and self.eval_every >= 1):
-            raise ValueError(f"eval_every must be a positive int, got {self.eval_every!r}")
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries!r}")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be >= 0, got {self.checkpoint_every!r}")
-        if self.resume and not self.checkpoint_path:
-            raise ValueError("resume=True needs checkpoint_path")
+        validate_config(self)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -317,9 +306,15 @@ def fit(
     X, y = X.to(dev, dt), y.to(dev, dt)
     if X_test is not None and y_test is not None:  # both or neither, checked above
         X_test, y_test = X_test.to(dev, dt), y_test.to(dev, dt)
+    resume.check_model_fits_data(model, X, y)
+    ckpt = None
+    if cfg.checkpoint_path:  # fail now, not after training, if it cannot be written
+        ckpt = check_writable(cfg.checkpoint_path)
+        fingerprint = run_fingerprint(model, X, y, cfg)
 
     use_tuner = cfg.rule is not None and cfg.rule != "grad" and _has_separated(model)
-    opt = _make_optimizer(cfg, _split_parameters(model, use_tuner))
+    # rule=None: q, c, d stay fixed, so no optimizer gets them (LM would move them anyway)
+    opt = _make_optimizer(cfg, _split_parameters(model, use_tuner or cfg.rule is None))
     tuner = None
     if use_tuner:
         tuner = SeparatedTuner(model, rule=cfg.rule, gamma=cfg.gamma, max_step=cfg.max_step,
@@ -334,14 +329,21 @@ def fit(
     conditioners = make_conditioners(cfg.conditioning)
     sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
     run = _Run(model, opt, tuner, scheduler, conditioners, sampler, History())
-    ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
-    if cfg.resume and ckpt is not None and ckpt.exists():
-        run.load(load_checkpoint(ckpt, map_location=dev))
-        run.history.events.append({"step": run.history.steps_done, "event": "resumed"})
+    save: Callable[[], None] | None = None
+    if ckpt is not None:
+        given, path = cfg.checkpoint_path, ckpt
+        if cfg.resume and ckpt.exists():
+            state = resume.load_for_resume(ckpt, given, fingerprint, cfg.steps, dev)
+            resume.apply_state(run, state, given)
+            run.history.events.append({"step": run.history.steps_done, "event": "resumed"})
+
+        def _save() -> None:
+            resume.save(run.state(), path, given, fingerprint, run.history)
+        save = _save
     for c in conditioners:
         c.attach(model)
     try:
-        _train(run, cfg, X, y, X_test, y_test, callback, ckpt)
+        _train(run, cfg, X, y, X_test, y_test, callback, save)
     finally:
         for c in conditioners:
             c.detach()
@@ -419,6 +421,17 @@ def _evaluate(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, elapsed: float)
         h.spread.append(parameter_spread(run.model))
 
 
+def _give_up_message(retries: int, step: int, X: Tensor, y: Tensor, cfg: TrainConfig) -> str:
+    """Why training gave up: at step 0 the step sizes cannot be the cause."""
+    head = f"loss was non-finite {retries} times in a row at step {step}; gave up"
+    if step > 0:
+        return f"{head} (lower lr or gamma)"
+    big = max(float(X.abs().max()), float(y.abs().max()))
+    return (f"{head}: the loss is not finite at the starting parameters, before any step, so "
+            f"smaller steps cannot help; the data may be too large for {cfg.dtype} (largest "
+            f"|X| or |y| is {big:.3g}): scale X and y (SeparatedMLPRegressor standardises them)")
+
+
 def _truncate(h: History, steps: int) -> None:
     """Forget history entries beyond ``steps`` steps (after restoring an earlier state)."""
     del h.loss[steps:], h.time[steps:]
@@ -427,7 +440,7 @@ def _truncate(h: History, steps: int) -> None:
         del getattr(h, name)[keep:]  # lists not recorded stay empty
 
 
-def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) -> None:
+def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, save) -> None:
     h = run.history
     n = X.shape[0]
     elapsed = h.time[-1] if h.time else 0.0
@@ -462,10 +475,7 @@ def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) ->
                              "action": f"restored the state after step {run.good_steps}, "
                                        "halved step sizes"})
             if run.retries > cfg.max_retries:
-                raise FloatingPointError(
-                    f"loss was non-finite {run.retries} times in a row at step {h.steps_done}; "
-                    "gave up (lower lr or gamma)"
-                )
+                raise FloatingPointError(_give_up_message(run.retries, h.steps_done, X, y, cfg))
             run.load(_snapshot(run.good))  # a fresh copy: the optimizer must not alias good
             _truncate(h, run.good_steps)
             _scale_steps(run.opt, run.tuner, 0.5 ** run.halvings)
@@ -482,9 +492,9 @@ def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, ckpt) ->
             if callback is not None and callback(step, h):
                 h.stop_reason = "callback"
                 break
-        if ckpt is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-            atomic_save(run.state(), ckpt)
+        if save is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            save()
     if h.eval_step[-1] != h.steps_done:
         _evaluate(run, cfg, X, y, X_test, y_test, elapsed)
-    if ckpt is not None:
-        atomic_save(run.state(), ckpt)
+    if save is not None:
+        save()
