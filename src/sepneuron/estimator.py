@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint import CheckpointWriteError
+from .fingerprint import CheckpointMismatchError
 from .functional import KINDS
 from .layers import SeparatedMLP
+from .scaling import standardize, standardizer
 from .train import History, TrainConfig, fit
 
 try:
@@ -46,12 +49,39 @@ def _require_sklearn() -> None:
             "SeparatedMLPRegressor needs scikit-learn: pip install sepneuron[sklearn]")
 
 
-def _standardizer(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column means and standard deviations of ``a`` ``(n, k)``; a constant column gets 1."""
-    mean = a.mean(axis=0)
-    scale = a.std(axis=0)
-    scale[~(scale > np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean)))] = 1.0
-    return mean, scale
+def _check_kind_of_data(X: Any, y: Any = None) -> None:
+    """Refuse sparse targets and complex values by name (scikit-learn's messages do not
+    say which argument, or drop the imaginary part of some inputs)."""
+    from scipy import sparse
+
+    if y is not None and sparse.issparse(y):
+        raise ValueError("y is a scipy sparse matrix; give dense targets (y.toarray())")
+    for name, v in (("X", X), ("y", y)):
+        if v is None or sparse.issparse(v):
+            continue  # sparse X: scikit-learn refuses it by name
+        if isinstance(v, torch.Tensor):
+            is_complex = v.is_complex()
+        else:
+            try:
+                arr = np.asarray(v)
+            except (ValueError, TypeError):
+                continue  # ragged and the like: scikit-learn names the problem
+            is_complex = arr.dtype.kind == "c" or (
+                arr.dtype == object and any(isinstance(e, complex) for e in arr.ravel()))
+        if is_complex:
+            raise ValueError(f"Complex data not supported: {name} has complex values; give real "
+                             "numbers (e.g. the real and imaginary parts as separate columns)")
+
+
+_ESTIMATOR_NAMES = {"lr": "learning_rate", "steps": "max_steps", "seed": "random_state"}
+
+
+def _rename_mismatch(e: CheckpointMismatchError) -> CheckpointMismatchError:
+    """Name the estimator's parameters in a fingerprint mismatch (``lr`` -> ``learning_rate``)."""
+    names = [f"{k} is {_ESTIMATOR_NAMES[k]}" for k in e.fields if k in _ESTIMATOR_NAMES]
+    if not names:
+        return e
+    return CheckpointMismatchError(f"{e} ({'; '.join(names)} here)", e.fields)
 
 
 def _check_ndim(X: Any, y: Any = None) -> None:
@@ -74,7 +104,8 @@ def _is_int(v: Any) -> bool:
 class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     """Regression with a separated-neuron MLP and separate tuning of ``q``, ``c``, ``d``.
 
-    Inputs and targets are standardised internally (per column); predictions are in the
+    Inputs and targets are standardised internally (per column, without overflow or
+    underflow at any scale: see :mod:`sepneuron.scaling`); predictions are in the
     units of ``y``. ``y`` of shape ``(n,)`` gives predictions ``(n,)``, ``(n, k)`` gives
     ``(n, k)``.
 
@@ -84,7 +115,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         rule: tuner rule for ``q``, ``c``, ``d`` (see ``sepneuron.RULES``); ``"grad"`` lets
             the weight optimizer learn them, ``None`` keeps them fixed.
         optimizer: weight optimizer, ``"adam"``, ``"sgd"``, ``"lbfgs"`` or ``"lm"``.
-        learning_rate: its step size (``> 0``).
+        learning_rate: its step size (``> 0``); ``None``: the optimizer's own default
+            (``sepneuron.train.DEFAULT_LR``: 3e-3 for Adam, 1 for Levenberg-Marquardt).
         max_steps: optimizer steps (``>= 1``).
         max_time: stop after this many seconds of training (``None``: no limit).
         batch_size: mini-batch size (``None``: the whole training set each step).
@@ -98,7 +130,20 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             steps and at the end; ``None``: none.
         checkpoint_every: steps between checkpoints (``0``: only at the end).
         resume: continue from ``checkpoint_path`` if it exists (same data and parameters
-            give the same model as an uninterrupted fit).
+            give the same model as an uninterrupted fit). Only a checkpoint of the same
+            data (after standardisation) and the same parameters is continued; one of other
+            data or another ``kind``, ``hidden_layer_sizes``, ``rule``, ``optimizer``,
+            ``learning_rate``, ``batch_size`` or ``dtype`` is refused with
+            :class:`~sepneuron.fingerprint.CheckpointMismatchError` (a ``ValueError``)
+            naming what differs -- so ``cross_validate`` with one shared checkpoint path
+            refuses the second fold rather than give it the first fold's model.
+            ``max_steps`` may grow (training continues to the new count); below the steps
+            already in the checkpoint it is refused. With ``batch_size``, resuming needs an
+            int ``random_state`` (it seeds the mini-batches).
+
+    A checkpoint that cannot be written raises :class:`~sepneuron.checkpoint.CheckpointWriteError`
+    (an ``OSError`` naming the path) after the fitted attributes are set: the trained
+    model is kept (``model_``, ``n_iter_``) and ``predict`` works.
 
     Attributes after ``fit``: ``model_`` (the trained :class:`SeparatedMLP`), ``history_``
     (:class:`~sepneuron.History`), ``loss_curve_`` (training MSE per step, in standardised
@@ -112,7 +157,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         kind="softplus",
         rule="newton",
         optimizer="adam",
-        learning_rate=3e-3,
+        learning_rate=None,
         max_steps=3000,
         max_time=None,
         batch_size=None,
@@ -169,9 +214,18 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         lr = self.learning_rate
-        if not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
-                and math.isfinite(lr) and float(lr) > 0):
-            raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
+        if lr is not None and not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+                                   and math.isfinite(lr) and float(lr) > 0):
+            raise ValueError(f"learning_rate must be None or a positive finite number, "
+                             f"got {lr!r}")
+        if self.max_time is not None and not (isinstance(self.max_time, numbers.Real)
+                                              and not isinstance(self.max_time, bool)
+                                              and float(self.max_time) > 0):
+            raise ValueError(f"max_time must be None or a number of seconds > 0, "
+                             f"got {self.max_time!r}")
+        if self.resume and self.batch_size is not None and not _is_int(self.random_state):
+            raise ValueError(f"resume=True with batch_size needs an int random_state (it seeds "
+                             f"the mini-batches), got random_state={self.random_state!r}")
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         try:
@@ -183,7 +237,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         steps = int(self.max_steps)
         cfg = TrainConfig(
             optimizer=self.optimizer,
-            lr=float(lr),
+            lr=None if lr is None else float(lr),
             steps=steps,
             max_time=self.max_time,
             batch_size=int(self.batch_size) if _is_int(self.batch_size) else self.batch_size,
@@ -217,26 +271,37 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         weight_seed, fit_seed = self._seeds()
         cfg = self._config(fit_seed)
         _check_ndim(X, y)
+        _check_kind_of_data(X, y)
         X, y = _sk_validate_data(self, X, y, multi_output=True, y_numeric=True,
                                  dtype=np.float64, ensure_min_samples=2)
         y2 = np.asarray(y, dtype=np.float64)
         self._y_1d = y2.ndim == 1
         y2 = y2.reshape(len(y2), -1)                                  # (n, k)
         self.n_outputs_ = y2.shape[1]
-        self.x_mean_, self.x_scale_ = _standardizer(X)
-        self.y_mean_, self.y_scale_ = _standardizer(y2)
+        x_mean, x_scale = standardizer(X, "X")
+        y_mean, y_scale = standardizer(y2, "y")
+        Xs, ys = standardize(X, x_mean, x_scale, "X"), standardize(y2, y_mean, y_scale, "y")
+        self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_ = x_mean, x_scale, y_mean, y_scale
         dt = cfg.torch_dtype
         # Built on the CPU with a CPU generator, so every device starts from the same weights.
         model = SeparatedMLP(X.shape[1], hidden, self.n_outputs_, kind=self.kind, dtype=dt,
                              generator=torch.Generator().manual_seed(weight_seed))
-        Xt = torch.tensor((X - self.x_mean_) / self.x_scale_, dtype=dt)
-        yt = torch.tensor((y2 - self.y_mean_) / self.y_scale_, dtype=dt)
-        history = fit(model, Xt, yt, cfg, callback=self._report if self.verbose else None)
+        Xt, yt = torch.tensor(Xs, dtype=dt), torch.tensor(ys, dtype=dt)
+        try:
+            history = fit(model, Xt, yt, cfg, callback=self._report if self.verbose else None)
+        except CheckpointWriteError as e:
+            self._set_fitted(model, e.history)  # keep what was trained, then say why it stopped
+            raise
+        except CheckpointMismatchError as e:
+            raise _rename_mismatch(e) from None
+        self._set_fitted(model, history)
+        return self
+
+    def _set_fitted(self, model: SeparatedMLP, history: History) -> None:
         self.model_ = model
         self.history_: History = history
         self.loss_curve_ = list(history.loss)
         self.n_iter_ = history.steps_done
-        return self
 
     @staticmethod
     def _report(step: int, history: History) -> None:
@@ -248,8 +313,9 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         """Predictions for ``X`` ``(n, m)``, in the units and shape convention of ``y``."""
         check_is_fitted(self)
         _check_ndim(X)
+        _check_kind_of_data(X)
         X = _sk_validate_data(self, X, reset=False, dtype=np.float64)
-        Xs = (X - self.x_mean_) / self.x_scale_
+        Xs = standardize(X, self.x_mean_, self.x_scale_, "X")
         param = next(self.model_.parameters())
         outs = []
         with torch.no_grad():
