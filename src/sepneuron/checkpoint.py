@@ -118,6 +118,10 @@ def check_writable(path: str | os.PathLike, what: str = "checkpoint") -> Path:
     p = Path(path)
     if p.is_dir():
         raise ValueError(f"{what} path {path} is a folder; give a file name")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{what} path {path} cannot be written: {parent} is a file, "
+                             "not a folder")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.{os.getpid()}.", suffix=".tmp",

@@ -4,7 +4,8 @@
 on resume, :func:`differences` lists what changed, and ``fit`` refuses to continue when
 anything did (:class:`CheckpointMismatchError`). The data part is a BLAKE2b hash of the
 bytes of ``X`` and ``y`` (after conversion to the training dtype) with their shapes and
-dtype: one pass over the data, about 0.1 s for 10^6 rows of 10 float64 columns.
+dtype: one pass over the data, computed once per ``fit`` and only when
+``checkpoint_path`` is set.
 
 Settings that may change between a run and its resume (they do not change what the
 steps compute): ``steps`` (more steps continue; with ``schedule="cosine"`` it sets the
@@ -102,11 +103,12 @@ def differences(saved: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, s
         a, b = _first_line_diff(saved["model"], now["model"])
         out.append(("model", f"another model: {a!r} in the checkpoint, {b!r} now"))
     s, n = saved["settings"], now["settings"]
-    for k in sorted(s.keys() | n.keys()):
-        if s.get(k) != n.get(k):
-            a = s.get(k, "(not used)")
-            b = n.get(k, "(not used)")
-            out.append((k, f"{k} {a!r} in the checkpoint, {b!r} now"))
+    changed = [k for k in sorted(s.keys() | n.keys()) if s.get(k) != n.get(k)]
+    both = [k for k in changed if k in s and k in n]
+    for k in both or changed:  # a setting used on one side only follows from another change
+        a = s.get(k, "(not used)")
+        b = n.get(k, "(not used)")
+        out.append((k, f"{k} {a!r} in the checkpoint, {b!r} now"))
     return out
 
 
@@ -123,7 +125,7 @@ def check_matches(path: Any, state: dict[str, Any], now: dict[str, Any]) -> None
         raise CheckpointMismatchError(
             f"checkpoint {path} belongs to another run: {'; '.join(d for _, d in diff)}. "
             "Resume with the same data and settings, or use another checkpoint path "
-            "(or resume=False to overwrite it)", [k for k, _ in diff])
+            "(or start without resuming, which overwrites it)", [k for k, _ in diff])
 
 
 def describe_steps(state: dict[str, Any]) -> int:

@@ -84,7 +84,7 @@ def _positive_float(text: str) -> float:
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``train`` subcommand to the subparsers ``sub``; returns its parser."""
     from .functional import KINDS
-    from .train import OPTIMIZERS, TrainConfig
+    from .train import DEFAULT_LR, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
     t = sub.add_parser(
@@ -112,8 +112,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    f"(default {d.rule})")
     t.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
                    help=f"weight optimizer (default {d.optimizer})")
-    t.add_argument("--lr", type=_positive_float, default=d.lr,
-                   help=f"learning rate of the weights (default {d.lr:g})")
+    t.add_argument("--lr", type=_positive_float, default=None,
+                   help="step size of the weight optimizer (default: the optimizer's own, "
+                   + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     t.add_argument("--gamma", type=_positive_float, default=d.gamma,
                    help=f"tuner step fraction (default {d.gamma:g})")
     t.add_argument("--max-step", type=_positive_float, default=d.max_step,
@@ -191,7 +192,15 @@ def _npz_data(path: str, dtype) -> tuple[tuple, dict[str, Any]]:
         a = arrays[k]
         if a.dtype.kind not in "biuf":
             raise _Fail(f"--data {path}: array {k} is not numeric (dtype {a.dtype})")
-        t = torch.from_numpy(np.asarray(a, dtype=np.float64)).to(dtype)
+        if a.ndim not in (1, 2) or a.shape[0] == 0:
+            raise _Fail(f"--data {path}: array {k} must have shape (n,) or (n, columns) with "
+                        f"n >= 1, got shape {a.shape}")
+        a64 = np.asarray(a, dtype=np.float64)
+        t = torch.from_numpy(a64).to(dtype)
+        if np.isfinite(a64).all() and not torch.isfinite(t).all():
+            raise _Fail(f"--data {path}: array {k} has values beyond the range of {dtype} "
+                        f"(largest |value| {np.abs(a64).max():.3g}); use --dtype float64 "
+                        "or scale it")
         tensors[k] = t.reshape(-1, 1) if t.ndim == 1 else t  # (n,) -> (n, 1)
     desc = {"data": str(p), "n_train": int(tensors["X"].shape[0]),
             "n_test": int(tensors["X_test"].shape[0]) if "X_test" in tensors else 0}
@@ -226,27 +235,23 @@ def _check_device(device: str) -> None:
         raise _Fail(f"--device {device!r}: CUDA is not available")
 
 
-def _check_resume(path: Path, model) -> int | None:
+def _check_resume(path: Path, model, X, y, cfg) -> int | None:
     """Steps stored in the checkpoint at ``path``, or None when there is none; raises
-    :class:`_Fail` when it cannot be read or holds another model's parameters."""
-    from .checkpoint import load_checkpoint
+    :class:`_Fail` when it cannot be read or belongs to another run (other data, model,
+    optimizer, rule, ...: see :mod:`sepneuron.fingerprint`)."""
+    from .checkpoint import FIT_KEYS, CheckpointError, load_checkpoint
+    from .fingerprint import check_matches, run_fingerprint
 
     if not path.exists():
         return None
     try:
-        state = load_checkpoint(path)
-        saved = state["model"]
-        steps = len(state["history"]["loss"])
-    except Exception as e:  # noqa: BLE001 - whatever unpickling raised: name the file
-        raise _Fail(f"--checkpoint {path}: cannot read it ({type(e).__name__}: {e})") from None
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in saved.items()}
-    if want != got:
-        diff = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
-        k = diff[0]
-        raise _Fail(f"--checkpoint {path} holds a different model ({k}: shape {got.get(k)} in "
-                    f"the checkpoint, {want.get(k)} here); give the same data, --hidden and "
-                    "--kind as the run that wrote it")
+        state = load_checkpoint(path, required=FIT_KEYS)
+        check_matches(path, state, run_fingerprint(model, X, y, cfg))
+    except CheckpointError as e:
+        raise _Fail(str(e)) from None
+    steps = len(state["history"]["loss"])
+    if steps > cfg.steps:
+        raise _Fail(f"--checkpoint {path} holds {steps} steps, more than --steps {cfg.steps}")
     return steps
 
 
@@ -375,11 +380,16 @@ def run(args: argparse.Namespace) -> int:
     except _Fail as e:
         print(f"sepneuron train: {e}", file=sys.stderr)
         return e.status
+    except ValueError as e:  # bad input found deeper down: one line, no traceback
+        print(f"sepneuron train: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+              file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    from .checkpoint import CheckpointWriteError
     from .layers import SeparatedMLP
     from .train import fit, validate_data
 
@@ -401,10 +411,18 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise _Fail(str(e)) from None
 
-    ckpt = Path(args.checkpoint)
+    from .checkpoint import check_writable
+
+    try:  # before training, not after it
+        ckpt = check_writable(args.checkpoint, "--checkpoint")
+        if args.out:
+            check_writable(args.out, "--out")
+            check_writable(history_path(args.out), "--out history")
+    except ValueError as e:
+        raise _Fail(str(e)) from None
     resumed_at = None
     if args.resume:
-        resumed_at = _check_resume(ckpt, model)
+        resumed_at = _check_resume(ckpt, model, X, y, cfg)
         if resumed_at is None:
             print(f"sepneuron train: no checkpoint at {ckpt} yet; starting from scratch",
                   file=sys.stderr)
@@ -418,6 +436,11 @@ def _run(args: argparse.Namespace) -> int:
         raise _Fail(str(e)) from None
     except FloatingPointError as e:
         raise _Fail(f"{e}; {_last_checkpoint(ckpt, before, resumed_at)}", status=1) from None
+    except CheckpointWriteError as e:
+        if args.out and e.history is not None:
+            _save(Path(args.out), model, cfg, model_args, data, e.history)
+            raise _Fail(f"{e}; wrote the model to {args.out}", status=1) from None
+        raise _Fail(str(e), status=1) from None
     except KeyboardInterrupt:
         print(f"\nsepneuron train: interrupted; {_last_checkpoint(ckpt, before, resumed_at)} "
               "(--resume continues from the checkpoint)", file=sys.stderr)
