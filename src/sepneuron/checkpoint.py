@@ -12,6 +12,8 @@ Used for checkpoints, the benchmark's CSV and the CLI's outputs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import re
 import tempfile
@@ -24,6 +26,7 @@ import torch
 __all__ = ["CheckpointError", "CheckpointWriteError", "FORMAT", "atomic_open", "atomic_save",
            "FIT_KEYS", "check_writable", "load_checkpoint", "remove_stale_temporaries"]
 
+_MAGIC = b"sepneuron-ckpt/2\n"  # starts a checksummed file (atomic_save(checksum=True))
 FORMAT = "sepneuron-checkpoint/2"  # the "format" entry of a checkpoint written by fit
 FIT_KEYS = ("model", "optimizer", "tuner", "scheduler", "conditioners", "sampler", "history")
 
@@ -103,11 +106,36 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs: Any) -> Ite
         raise
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj)`` to ``path`` so that a crash never leaves a partial file."""
+def atomic_save(obj: Any, path: str | os.PathLike, *, checksum: bool = False) -> Path:
+    """``torch.save(obj)`` to ``path`` so that a crash never leaves a partial file.
+
+    With ``checksum``, the file is ``MAGIC + BLAKE2b digest (32 hex bytes) + torch.save
+    bytes``, so that :func:`load_checkpoint` detects any changed or missing byte (a zip
+    written by ``torch.save`` alone does not check its tensor data)."""
     with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        if checksum:
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            payload = buf.getvalue()
+            f.write(_MAGIC + hashlib.blake2b(payload, digest_size=16).hexdigest().encode())
+            f.write(payload)
+        else:
+            torch.save(obj, f)
     return Path(path)
+
+
+def _open_payload(p: Path, given: Any) -> Any:
+    """The file itself, or the verified payload of a checksummed file (see atomic_save)."""
+    with open(p, "rb") as f:
+        head = f.read(len(_MAGIC))
+        if head != _MAGIC:
+            return p
+        digest = f.read(32).decode("ascii", "replace")
+        payload = f.read()
+    if hashlib.blake2b(payload, digest_size=16).hexdigest() != digest:
+        raise CheckpointError(f"checkpoint {given} is corrupt or truncated (its checksum does "
+                              "not match its contents)")
+    return io.BytesIO(payload)
 
 
 def check_writable(path: str | os.PathLike, what: str = "checkpoint") -> Path:
@@ -148,7 +176,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", *,
     if p.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     try:
-        state = torch.load(p, map_location=map_location, weights_only=False)
+        state = torch.load(_open_payload(p, path), map_location=map_location,
+                           weights_only=False)
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # noqa: BLE001 - whatever unpickling raised: name the file

@@ -66,7 +66,7 @@ def save(state: dict[str, Any], path: Path, given: Any, fingerprint: dict[str, A
          history: Any) -> None:
     """Write ``state`` with its fingerprint to ``path`` atomically."""
     try:
-        atomic_save({**state, "format": FORMAT, "fingerprint": fingerprint}, path)
+        atomic_save({**state, "format": FORMAT, "fingerprint": fingerprint}, path, checksum=True)
     except OSError as e:
         reason = e.strerror or str(e)
         raise CheckpointWriteError(
