@@ -166,7 +166,7 @@ def test_a_read_only_folder_is_refused_before_training(tmp_path):
 
 
 def _disk_full(monkeypatch):
-    import sepneuron.resume as resume
+    from sepneuron import resume
 
     def full(obj, path, **kw):
         raise OSError(28, "No space left on device", str(path) + ".123.tmp")

@@ -23,8 +23,17 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["CheckpointError", "CheckpointWriteError", "FORMAT", "atomic_open", "atomic_save",
-           "FIT_KEYS", "check_writable", "load_checkpoint", "remove_stale_temporaries"]
+__all__ = [
+    "FIT_KEYS",
+    "FORMAT",
+    "CheckpointError",
+    "CheckpointWriteError",
+    "atomic_open",
+    "atomic_save",
+    "check_writable",
+    "load_checkpoint",
+    "remove_stale_temporaries",
+]
 
 _MAGIC = b"sepneuron-ckpt/2\n"  # starts a checksummed file (atomic_save(checksum=True))
 FORMAT = "sepneuron-checkpoint/2"  # the "format" entry of a checkpoint written by fit

@@ -24,8 +24,13 @@ from torch import Tensor, nn
 
 from .checkpoint import CheckpointError
 
-__all__ = ["CheckpointMismatchError", "data_fingerprint", "run_fingerprint", "differences",
-           "check_matches"]
+__all__ = [
+    "CheckpointMismatchError",
+    "check_matches",
+    "data_fingerprint",
+    "differences",
+    "run_fingerprint",
+]
 
 
 class CheckpointMismatchError(CheckpointError):

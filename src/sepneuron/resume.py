@@ -18,7 +18,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import FIT_KEYS, FORMAT, CheckpointError, CheckpointWriteError, atomic_save, load_checkpoint
+from .checkpoint import (
+    FIT_KEYS,
+    FORMAT,
+    CheckpointError,
+    CheckpointWriteError,
+    atomic_save,
+    load_checkpoint,
+)
 from .fingerprint import check_matches
 
 __all__ = ["check_model_fits_data", "load_for_resume", "save"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["standardizer", "standardize"]
+__all__ = ["standardize", "standardizer"]
 
 _TINY = np.finfo(np.float64).tiny  # smallest normal float64, about 2.2e-308
 

@@ -14,7 +14,7 @@ import numbers
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "DTYPES", "validate_config"]
+__all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "validate_config"]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
 SCHEDULES = ("constant", "cosine")
