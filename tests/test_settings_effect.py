@@ -98,7 +98,8 @@ def test_estimator_refuses_by_name(kw, name):
 
 def test_y_of_the_wrong_width_is_refused():
     X, y = _data(n=50, out=2)
-    with pytest.raises(ValueError, match=r"y has 2 column\(s\) but the model gives outputs of shape \(1,\)"):
+    wrong = r"y has 2 column\(s\) but the model gives outputs of shape \(1,\)"
+    with pytest.raises(ValueError, match=wrong):
         fit(_model(out=1), X, y, TrainConfig(steps=2))
     with pytest.raises(ValueError, match="expects input of shape|the model cannot take X"):
         fit(_model(), torch.cat([X, X], 1), y[:, :1], TrainConfig(steps=2))

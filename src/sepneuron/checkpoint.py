@@ -70,7 +70,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     returns what was deleted. Files of live processes (and any other files) stay."""
     path = Path(path)
     pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^.]*\.tmp")
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(path.parent.iterdir())
     except OSError:

@@ -239,7 +239,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             optimizer=self.optimizer,
             lr=None if lr is None else float(lr),
             steps=steps,
-            max_time=self.max_time,
+            max_time=None if self.max_time is None else float(self.max_time),
             batch_size=int(self.batch_size) if _is_int(self.batch_size) else self.batch_size,
             rule=self.rule,
             seed=seed,

@@ -45,7 +45,7 @@ class CheckpointMismatchError(CheckpointError):
 def _tensor_digest(t: Tensor) -> str:
     """``"shape dtype hash"`` of a tensor's values (on any device)."""
     a = np.ascontiguousarray(t.detach().cpu().numpy())
-    h = hashlib.blake2b(a.view(np.uint8).reshape(-1), digest_size=16).hexdigest()
+    h = hashlib.blake2b(a.view(np.uint8).reshape(-1).data, digest_size=16).hexdigest()
     return f"{tuple(a.shape)} {a.dtype} {h}"
 
 
@@ -88,7 +88,7 @@ def run_fingerprint(model: nn.Module, X: Tensor, y: Tensor, cfg: Any) -> dict[st
 
 
 def _first_line_diff(a: str, b: str) -> tuple[str, str]:
-    for la, lb in zip(a.splitlines(), b.splitlines()):
+    for la, lb in zip(a.splitlines(), b.splitlines(), strict=False):
         if la != lb:
             return la.strip(), lb.strip()
     return a.splitlines()[-1].strip() if a else "", b.splitlines()[-1].strip() if b else ""

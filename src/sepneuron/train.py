@@ -160,18 +160,19 @@ def _split_parameters(model: nn.Module, use_tuner: bool) -> list[nn.Parameter]:
 
 
 def _make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    lr = DEFAULT_LR[cfg.optimizer] if cfg.lr is None else cfg.lr  # validate() refuses None
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
+        return torch.optim.Adam(params, lr=lr)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
     if cfg.optimizer == "lbfgs":
         # max_iter=1 stalls for good (the loss stays constant after a few steps, seen on
         # kan_exp with a tanh MLP); torch's default 20 iterations per step does not.
-        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=20, history_size=20,
+        return torch.optim.LBFGS(params, lr=lr, max_iter=20, history_size=20,
                                  line_search_fn="strong_wolfe")
     from .baselines.levenberg_marquardt import LevenbergMarquardt
 
-    return LevenbergMarquardt(params, lr=cfg.lr)
+    return LevenbergMarquardt(params, lr=lr)
 
 
 def _rmse(model: nn.Module, X: Tensor, y: Tensor) -> float:
