@@ -216,13 +216,12 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         lr = self.learning_rate
         if lr is not None and not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
                                    and math.isfinite(lr) and float(lr) > 0):
-            raise ValueError(f"learning_rate must be None or a positive finite number, "
-                             f"got {lr!r}")
+            raise ValueError(f"learning_rate must be a positive finite number (or None: the "
+                             f"optimizer's default), got {lr!r}")
         if self.max_time is not None and not (isinstance(self.max_time, numbers.Real)
                                               and not isinstance(self.max_time, bool)
                                               and float(self.max_time) > 0):
-            raise ValueError(f"max_time must be None or a number of seconds > 0, "
-                             f"got {self.max_time!r}")
+            raise ValueError(f"max_time must be None or > 0 (seconds), got {self.max_time!r}")
         if self.resume and self.batch_size is not None and not _is_int(self.random_state):
             raise ValueError(f"resume=True with batch_size needs an int random_state (it seeds "
                              f"the mini-batches), got random_state={self.random_state!r}")

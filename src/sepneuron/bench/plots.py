@@ -184,7 +184,10 @@ def _single_neuron(kind: str | None, rule: str | None, steps: int):
                 snaps[step] = model(x).squeeze(1).numpy().copy()
 
     snapshot(0)
-    cfg = TrainConfig(steps=steps, rule=rule, eval_every=1, diagnostics=False, **NEURON_SETTING)
+    setting = dict(NEURON_SETTING)
+    if rule in (None, "grad"):  # no tuner: its settings would be refused as ineffective
+        setting.pop("gamma"), setting.pop("max_step")
+    cfg = TrainConfig(steps=steps, rule=rule, eval_every=1, diagnostics=False, **setting)
     h = fit(model, x, y, cfg, callback=snapshot)
     return x.squeeze(1).numpy(), y.squeeze(1).numpy(), snaps, h
 
