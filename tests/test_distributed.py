@@ -87,6 +87,15 @@ model, X, y, cfg = t._problem()
 t._manual(model, shard(X, rank, world), shard(y, rank, world), t.STEPS,
           wrap=DistributedDataParallel)
 out["manual"] = t._params(model)
+import pathlib
+ckpt = str(pathlib.Path(sys.argv[2]).parent / "shared.pt")  # one path for both ranks
+model, X, y, cfg = t._problem()
+cfg.steps, cfg.checkpoint_path = t.STEPS // 2, ckpt
+fit_distributed(model, X, y, cfg)
+model, X, y, cfg = t._problem()
+cfg.checkpoint_path, cfg.resume = ckpt, True
+h = fit_distributed(model, X, y, cfg)
+out["resumed"] = (t._params(model), [e["event"] for e in h.events])
 torch.distributed.destroy_process_group()
 torch.save(out, sys.argv[2])
 """
@@ -149,6 +158,10 @@ def test_two_gloo_ranks_on_half_batches_equal_one_process_on_the_whole(tmp_path)
             assert torch.equal(got0[name], got1[name]), (key, name)
         _assert_close(got0, want)
         assert any(not torch.equal(want[k], _problem()[0].state_dict()[k]) for k in want)
+    # N steps, a checkpoint at one path shared by both ranks, resumed to 2N: the same model
+    for r in ranks:
+        assert r["resumed"][1] == ["resumed"]
+        _assert_close(r["resumed"][0], single)
     # q, c, d really moved, the same way everywhere
     for name in ("net.1.q", "net.1.log_c", "net.1.d", "net.3.q"):
         assert not torch.equal(single[name], _params(_problem()[0])[name]), name

@@ -27,6 +27,7 @@ from .checkpoint import CheckpointError
 __all__ = [
     "CheckpointMismatchError",
     "check_matches",
+    "combine_ranks",
     "data_fingerprint",
     "differences",
     "run_fingerprint",
@@ -60,6 +61,17 @@ def _component(c: Any) -> str:
         return c
     options = c.options() if callable(getattr(c, "options", None)) else {}
     return f"{type(c).__name__}({options})"
+
+
+def combine_ranks(data: dict[str, str]) -> dict[str, str]:
+    """Under ``torch.distributed``: one data fingerprint of every rank's shard (in rank
+    order), the same on all ranks, so that a shared checkpoint matches on each of them."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, data)
+    return {k: f"{len(parts)} shards " + hashlib.blake2b(
+        "|".join(p[k] for p in parts).encode(), digest_size=16).hexdigest() for k in data}
 
 
 def _settings(cfg: Any) -> dict[str, Any]:

@@ -8,7 +8,8 @@ optimizer; the scalar-nonlinear parameters of separated layers by a
 Safety: inputs are validated; a non-finite loss restores the last good state, halves
 the step sizes, records an event and retries (at most ``max_retries`` times in a row);
 with ``checkpoint_path`` set, a checkpoint is written atomically every
-``checkpoint_every`` steps and ``fit`` resumes from it when ``resume=True``. Training
+``checkpoint_every`` steps and ``fit`` resumes from it when ``resume=True`` -- only a
+checkpoint of the same data and settings (:mod:`sepneuron.fingerprint`). Training
 ``2N`` steps straight, or ``N`` steps, a checkpoint and ``N`` more in a fresh process,
 gives identical parameters.
 """
@@ -32,7 +33,7 @@ from . import resume
 from .checkpoint import check_writable
 from .conditioning import make_conditioners
 from .diagnostics import dead_fractions, parameter_spread
-from .fingerprint import run_fingerprint
+from .fingerprint import combine_ranks, run_fingerprint
 from .layers import SeparatedActivation
 from .settings import OPTIMIZERS, SCHEDULES, validate_config
 from .tuning import SeparatedTuner
@@ -313,6 +314,8 @@ def fit(
     if cfg.checkpoint_path:  # fail now, not after training, if it cannot be written
         ckpt = check_writable(cfg.checkpoint_path)
         fingerprint = run_fingerprint(model, X, y, cfg)
+        if ddp:  # each rank holds a shard: fingerprint them all, the same on every rank
+            fingerprint["data"] = combine_ranks(fingerprint["data"])
 
     use_tuner = cfg.rule is not None and cfg.rule != "grad" and _has_separated(model)
     # rule=None: q, c, d stay fixed, so no optimizer gets them (LM would move them anyway)

@@ -139,8 +139,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=_int_at_least(0), default=100, metavar="N",
                    help="steps between checkpoints (default 100; 0: only at the end)")
     t.add_argument("--resume", action="store_true",
-                   help="continue from --checkpoint if it exists (give the same data and model "
-                   "options; the optimizer's saved state, step sizes included, is used)")
+                   help="continue from --checkpoint if it exists; a checkpoint of other data "
+                   "or other model or optimizer options is refused (the optimizer's saved "
+                   "state, step sizes included, is used)")
     t.add_argument("--out", metavar="FILE",
                    help="write the final model here and its history to <FILE>.history.json")
     return t
