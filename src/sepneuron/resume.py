@@ -35,12 +35,16 @@ def check_model_fits_data(model: nn.Module, X: Tensor, y: Tensor) -> None:
     """``ValueError`` when ``model`` cannot take ``X`` ``(n, in)`` or does not give ``y``'s
     shape ``(n, out)`` (checked on the first row, without gradients)."""
     inner = getattr(model, "module", model)  # DistributedDataParallel: no collective here
+    was_training = inner.training
+    inner.eval()  # no side effects (batch-norm statistics) and no batch-of-1 errors
     try:
         with torch.no_grad():
             out = inner(X[:1])
     except RuntimeError as e:
         raise ValueError(f"the model cannot take X of shape {tuple(X.shape)} "
                          f"({str(e).splitlines()[0]})") from None
+    finally:
+        inner.train(was_training)
     if out.ndim != 2 or out.shape[1] != y.shape[1]:
         raise ValueError(f"y has {y.shape[1]} column(s) but the model gives outputs of shape "
                          f"{tuple(out.shape[1:])} per sample; give y of shape "
