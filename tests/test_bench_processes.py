@@ -134,7 +134,7 @@ def test_dask_cluster_gives_the_rows_of_a_local_run(tmp_path, capsys):
             "--no-progress", "--no-report"]
     assert main([*args, "--jobs", "1", "--out", str(tmp_path / "local")]) == 0
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:  # no fixed port
         capsys.readouterr()
         assert main([*args, "--scheduler", cluster.scheduler_address,
                      "--out", str(tmp_path / "dask")]) == 0
