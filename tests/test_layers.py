@@ -1,4 +1,4 @@
-"""SeparatedActivation and SeparatedMLP: parameters, shapes, capture, constructor hygiene."""
+"""SeparatedActivation and SeparatedMLP: parameters, shapes, the fused backward, hygiene."""
 
 from __future__ import annotations
 
@@ -57,52 +57,46 @@ def test_activation_rejects_bad_arguments():
         SeparatedActivation(2)(torch.zeros(4, 3))
 
 
-def test_capture_records_a_and_grad_only_when_enabled():
-    act = SeparatedActivation(2, "relu", dtype=F64)
-    a = torch.randn(5, 2, dtype=F64, generator=_gen(1), requires_grad=True)
-    act(a).sum().backward()
-    assert act.pop_captures() == []
-    act.enable_capture()
-    act(a).pow(2).sum().backward()
-    act(a).sum().backward()
-    caps = act.pop_captures()
-    assert len(caps) == 2 and act.pop_captures() == []
-    (a0, g0), (a1, g1) = caps
-    assert torch.equal(a0, a.detach()) and torch.equal(a1, a.detach())
-    torch.testing.assert_close(g0, 2 * act(a).detach())
-    torch.testing.assert_close(g1, torch.ones_like(g1))
-    act(a).sum().backward()
-    act.clear_captures()
-    assert act.pop_captures() == []
-    act.enable_capture(False)
-    act(a).sum().backward()
-    assert act.pop_captures() == []
-    # a forward pass without backward records nothing
-    act.enable_capture()
-    with torch.no_grad():
-        act(a)
-    assert act.pop_captures() == []
+@pytest.mark.parametrize("kind", KINDS)
+def test_layer_is_pure_and_its_fused_backward_equals_autograd_of_the_formula(kind):
+    """The module computes ``a + phi(c (a + q))`` and nothing else; its autograd function
+    gives the gradients of the composed formula, and second derivatives too."""
+    act = SeparatedActivation(4, kind, q_init=0.1, d_init=-0.7, c_init=1.3, dtype=F64)
+    assert not act._forward_hooks and not act._forward_pre_hooks and not act._backward_hooks
+    a = torch.randn(3, 5, 4, dtype=F64, generator=_gen(1), requires_grad=True)
+    out = act(a)
+    want = separated(a, act.q, act.c, act.d, kind)
+    torch.testing.assert_close(out, want, rtol=1e-14, atol=1e-14)
+    g = torch.randn(3, 5, 4, dtype=F64, generator=_gen(2))
+    params = (a, act.q, act.log_c, act.d)
+    got = torch.autograd.grad(out, params, g)
+    exp = torch.autograd.grad(want, params, g)
+    for x, y in zip(got, exp):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13)
+    assert torch.autograd.gradgradcheck(lambda *p: act.__class__.forward(act, p[0]),
+                                        (a[:2, :2].detach().requires_grad_(),))
+    assert vars(act).keys() == SeparatedActivation(4, kind).__dict__.keys()   # no state added
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_captured_deltas_equal_autograd_wrt_preactivations(kind):
-    """``g * do/da`` from the capture is ``dE/da`` of the summed loss (2 hidden layers)."""
+def test_recorded_deltas_equal_autograd_wrt_preactivations(kind):
+    """``g * do/da`` of a recorded pass is ``dE/da`` of the summed loss (2 hidden layers)."""
+    from capture import recorded_passes
+
     model = SeparatedMLP(3, [6, 5], 2, kind, q_init=0.1, d_init=0.6, dtype=F64,
                          generator=_gen(2))
     preacts: list[torch.Tensor] = []
     hooks = [act.register_forward_pre_hook(lambda m, inp: preacts.append(inp[0]))
              for act in model.activations()]
-    for act in model.activations():
-        act.enable_capture()
     x = torch.randn(32, 3, dtype=F64, generator=_gen(3))
     y = torch.randn(32, 2, dtype=F64, generator=_gen(4))
-    loss = ((model(x) - y) ** 2).sum()
-    # the tensor hooks record during this very backward pass
-    expected = torch.autograd.grad(loss, preacts)
+    with recorded_passes(model) as passes:
+        loss = ((model(x) - y) ** 2).sum()
+        expected = torch.autograd.grad(loss, preacts)
     for h in hooks:
         h.remove()
-    for act, exp in zip(model.activations(), expected, strict=True):
-        ((a, g),) = act.pop_captures()
+    for act, exp in zip(model.activations(), expected):
+        ((a, g),) = passes[act]
         delta = g * separated_slope(a, act.q.detach(), act.c.detach(), act.d.detach(), kind)
         torch.testing.assert_close(delta, exp, rtol=1e-12, atol=1e-12)
         assert exp.abs().max() > 1e-3                               # not trivially zero

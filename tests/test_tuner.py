@@ -14,6 +14,8 @@ from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner
 from sepneuron.tuning import RULES, STAT_NAMES, Stats, compute_stats, downstream_sensitivity
 from sepneuron.tuning.rules import RuleContext, get_rule, newton_rule, paper_rule
 
+from capture import recorded_passes
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 F64 = torch.float64
@@ -41,17 +43,27 @@ def _snapshot(model: nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
-def _layer(kind: str, a: torch.Tensor, g: torch.Tensor, *, q, log_c, d) -> SeparatedActivation:
-    """An activation that has recorded the pass ``(a, g)``: forward ``a``, backward ``g``."""
-    n = a.shape[1]
-    act = SeparatedActivation(n, kind, dtype=a.dtype)
+def _layer(kind: str, n: int, *, q, log_c, d, dtype=F64) -> SeparatedActivation:
+    """An activation of ``n`` neurons with all ``q``, ``log c``, ``d`` set to the given values."""
+    act = SeparatedActivation(n, kind, dtype=dtype)
     with torch.no_grad():
-        act.q.copy_(torch.as_tensor(q, dtype=a.dtype).expand(n))
-        act.log_c.copy_(torch.as_tensor(log_c, dtype=a.dtype).expand(n))
-        act.d.copy_(torch.as_tensor(d, dtype=a.dtype).expand(n))
-    act.enable_capture()
-    act(a.clone().requires_grad_(True)).backward(g)
+        act.q.copy_(torch.as_tensor(q, dtype=dtype).expand(n))
+        act.log_c.copy_(torch.as_tensor(log_c, dtype=dtype).expand(n))
+        act.d.copy_(torch.as_tensor(d, dtype=dtype).expand(n))
     return act
+
+
+def _reference_stats(model, loss_fn, reduction: str = "sum") -> list[Stats]:
+    """``compute_stats`` (the reference) of one recorded backward pass, per layer."""
+    with recorded_passes(model) as passes:
+        loss_fn().backward()
+    out = []
+    for act in model.activations():
+        ((a, g),) = passes[act]
+        if reduction == "mean":
+            g = g * a.shape[0]
+        out.append(compute_stats(a, g, act.q.detach(), act.c.detach(), act.d.detach(), act.kind))
+    return out
 
 
 # -- statistics against autograd (DESIGN sec. 2) --------------------------------------
@@ -61,10 +73,7 @@ def _layer(kind: str, a: torch.Tensor, g: torch.Tensor, *, q, log_c, d) -> Separ
 def test_stats_gradients_equal_autograd_and_bias_identity(kind):
     model = _mlp(kind)
     x, y = _data()
-    tuner = SeparatedTuner(model, rule="newton", reduction="sum")
-    loss = ((model(x) - y) ** 2).sum()
-    loss.backward()
-    stats = tuner.layer_stats()
+    stats = _reference_stats(model, lambda: ((model(x) - y) ** 2).sum())
     assert len(stats) == 2
     hidden = model.linears()[:-1]  # the output layer has no activation
     for act, lin, s in zip(model.activations(), hidden, stats, strict=True):
@@ -82,9 +91,8 @@ def test_relu_q_gradient_identity_from_half_sums():
     """ReLU analog: dE/dq = c d (S_R / (1 + c d) - S_L / (1 - c d))."""
     model = _mlp("relu", seed=3)
     x, y = _data(seed=4)
-    tuner = SeparatedTuner(model, reduction="sum")
-    ((model(x) - y) ** 2).sum().backward()
-    for act, s in zip(model.activations(), tuner.layer_stats(), strict=True):
+    stats = _reference_stats(model, lambda: ((model(x) - y) ** 2).sum())
+    for act, s in zip(model.activations(), stats):
         cd = (act.c * act.d).detach()
         expected = cd * (s.S_R / (1 + cd) - s.S_L / (1 - cd))
         torch.testing.assert_close(expected, act.q.grad, rtol=1e-9, atol=1e-12)
@@ -95,10 +103,14 @@ def test_relu_q_gradient_identity_from_half_sums():
 def test_mean_reduction_rescales_recorded_gradients_to_sum_units():
     model = _mlp("softplus")
     x, y = _data()
-    tuner = SeparatedTuner(model, reduction="mean")
-    nn.functional.mse_loss(model(x), y).backward()
-    for act, s in zip(model.activations(), tuner.layer_stats(), strict=True):
+    stats = _reference_stats(model, lambda: nn.functional.mse_loss(model(x), y), "mean")
+    for act, s in zip(model.activations(), stats):
         torch.testing.assert_close(s.grad_d, act.d.grad * x.shape[0])
+    tuner = SeparatedTuner(model, rule="gauss_newton", reduction="mean")   # the fast path
+    model.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    for act, s, ref in zip(model.activations(), tuner.layer_stats(), stats):
+        torch.testing.assert_close(s.grad_d, ref.grad_d, rtol=1e-12, atol=1e-12)
 
 
 def test_stats_add_up_over_batches_and_reject_bad_shapes():
@@ -180,9 +192,13 @@ def test_newton_rule_ignores_the_stats_of_an_empty_side(kind):
     assert clean[0].abs().max() + clean[1].abs().max() > 0
 
 
-def _tuner_step(act: SeparatedActivation, rule: str, max_step: float = 0.5, **kw):
+def _tuner_step(act: SeparatedActivation, a, g, rule: str, max_step: float = 0.5, **kw):
+    """One tuner step after the pass ``(a, g)``: forward ``a``, backward ``g``."""
     before = [p.detach().clone() for p in (act.q, act.log_c, act.d)]
-    SeparatedTuner([act], rule=rule, max_step=max_step, reduction="sum", **kw).step()
+    tuner = SeparatedTuner([act], rule=rule, max_step=max_step, reduction="sum", **kw)
+    act(a.clone().requires_grad_(True)).backward(g)
+    tuner.step()
+    tuner.release()
     after = [p.detach().clone() for p in (act.q, act.log_c, act.d)]
     return before, after
 
@@ -205,9 +221,9 @@ def test_edge_cases_give_finite_bounded_steps(rule, kind):
     }
     for name, case in cases.items():
         a_ = case.pop("a")
-        act = _layer(kind, a_, r[: a_.shape[0]], **case)
-        before, after = _tuner_step(act, rule, max_step=0.5)
-        for aft in after:
+        act = _layer(kind, a_.shape[1], **case)
+        before, after = _tuner_step(act, a_, r[: a_.shape[0]], rule, max_step=0.5)
+        for b, aft in zip(before, after):
             assert bool(torch.isfinite(aft).all()), name
         dlogc = (after[1] - before[1]).abs()
         assert bool((dlogc <= 0.5 + 1e-12).all()), name
@@ -265,10 +281,10 @@ def test_fuzz_steps_are_finite_and_inside_the_trust_region(
     g = _gen(seed)
     a = torch.randn(batch, neurons, dtype=F64, generator=g) * a_scale
     r = torch.randn(batch, neurons, dtype=F64, generator=g) * g_scale
-    act = _layer(kind, a, r, q=q, log_c=log_c, d=d)
+    act = _layer(kind, neurons, q=q, log_c=log_c, d=d)
     if cd_exact is not None:
         assert bool(((act.c * act.d).abs() == 1.0).all())
-    (q0, lc0, d0), (q1, lc1, d1) = _tuner_step(act, rule, max_step=max_step)
+    (q0, lc0, d0), (q1, lc1, d1) = _tuner_step(act, a, r, rule, max_step=max_step)
     for t in (q1, lc1, d1):
         assert bool(torch.isfinite(t).all())
     u = a + q0

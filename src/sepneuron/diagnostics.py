@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .functional import separated_slope
 from .layers import SeparatedActivation
 
 __all__ = ["ELEMENTWISE_ACTIVATIONS", "dead_fractions", "parameter_spread"]
@@ -37,18 +38,13 @@ def dead_fractions(model: nn.Module, x: Tensor, *, tol: float = 1e-10) -> list[f
         for h in handles:
             h.remove()
     out = []
-    for m, a in zip(acts, inputs, strict=True):
-        with torch.enable_grad():
-            a = a.clone().requires_grad_(True)
-            # a diagnostic pass must not feed the tuner: pause a capturing layer
-            paused = m if isinstance(m, SeparatedActivation) and m._capture else None
-            if paused is not None:
-                paused.enable_capture(False)
-            try:
+    for m, a in zip(acts, inputs):
+        if isinstance(m, SeparatedActivation):  # the formula; no module call, no hooks run
+            slope = separated_slope(a, m.q.detach(), m.c.detach(), m.d.detach(), m.kind)
+        else:
+            with torch.enable_grad():
+                a = a.clone().requires_grad_(True)
                 (slope,) = torch.autograd.grad(m(a).sum(), a)
-            finally:
-                if paused is not None:
-                    paused.enable_capture(True)
         dead = (slope.abs() <= tol).reshape(-1, slope.shape[-1]).all(0)
         out.append(float(dead.to(torch.float64).mean()))
     return out

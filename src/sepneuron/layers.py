@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
-from .functional import check_kind, separated
+from .autograd import separated_activation
+from .functional import check_kind
 
 __all__ = [
     "SeparatedActivation", "SeparatedMLP", "LinearStack",
@@ -45,10 +46,9 @@ class SeparatedActivation(nn.Module):
 
     Shape: input ``(..., num_neurons)``, output the same.
 
-    The module can record, for the separate tuner, the linear activations ``a`` and the
-    gradients ``dE/do`` of every forward pass that is later back-propagated
-    (:meth:`enable_capture`). Captures accumulate over backward passes, like ``.grad``,
-    until :meth:`clear_captures`.
+    The forward pass computes this and nothing else (one fused autograd function,
+    :func:`sepneuron.autograd.separated_activation`); the separate tuner records what it
+    needs through hooks of its own (:class:`~sepneuron.tuning.SeparatedTuner`).
     """
 
     def __init__(
@@ -73,8 +73,6 @@ class SeparatedActivation(nn.Module):
         # Keep the validated initial values (not parameters, not saved) for reset_parameters().
         self._inits = (q_init, c_init, d_init)
         self._check_c(c_init)
-        self._capture = False
-        self._captures: list[tuple[Tensor, Tensor]] = []
         self.reset_parameters()
 
     @staticmethod
@@ -102,38 +100,7 @@ class SeparatedActivation(nn.Module):
                 f"SeparatedActivation expects input of shape (..., {self.num_neurons}), "
                 f"got {tuple(a.shape)}"
             )
-        o = separated(a, self.q, self.c, self.d, self.kind)
-        if self._capture and o.requires_grad:
-            a_seen = a.detach()
-
-            def _record(grad_o: Tensor, a_seen: Tensor = a_seen) -> None:
-                self._captures.append((a_seen, grad_o.detach()))
-
-            o.register_hook(_record)
-        return o
-
-    # -- capture for the separate tuner -------------------------------------------------
-    def enable_capture(self, enabled: bool = True) -> None:
-        """Record ``(a, dE/do)`` of each back-propagated forward pass (for the tuner)."""
-        self._capture = bool(enabled)
-        if not enabled:
-            self._captures.clear()
-
-    def clear_captures(self) -> None:
-        """Forget recorded passes."""
-        self._captures.clear()
-
-    def pop_captures(self) -> list[tuple[Tensor, Tensor]]:
-        """Return and forget the recorded ``(a, dE/do)`` pairs, each ``(batch, num_neurons)``.
-
-        Leading dimensions other than the last are flattened into the batch.
-        """
-        out = [
-            (a.reshape(-1, self.num_neurons), g.reshape(-1, self.num_neurons))
-            for a, g in self._captures
-        ]
-        self._captures.clear()
-        return out
+        return separated_activation(a, self.q, self.log_c, self.d, self.kind)
 
     def extra_repr(self) -> str:
         return f"{self.num_neurons}, kind={self.kind!r}"

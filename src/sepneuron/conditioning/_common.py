@@ -66,8 +66,8 @@ def find_blocks(model: nn.Module) -> list[Block]:
 def activation_output(act: nn.Module | None, a: Tensor) -> Tensor:
     """``act(a)`` for a block; separated layers through the functional form.
 
-    The functional form keeps the tuner's capture hooks out of the component's own
-    autograd passes.
+    The functional form keeps the tuner's hooks (on the module) out of the component's
+    own autograd passes.
     """
     if act is None:
         return a

@@ -8,23 +8,30 @@ Usage, beside any optimizer for the weights::
     for x, y in batches:
         opt.zero_grad(); tuner.zero_grad()
         loss = F.mse_loss(model(x), y)
-        loss.backward()          # the activations record (a, dE/do) on the way
+        loss.backward()          # the tuner's hooks sum the statistics on the way back
         opt.step(); tuner.step()
 
-The tuner costs one pass over the recorded tensors (:func:`compute_stats`), no extra
-forward or backward. With ``torch.distributed`` initialised, the statistics -- plain sums
--- are all-reduced, so every rank takes the same step as one process on the whole batch.
+The tuner installs a forward hook on each :class:`SeparatedActivation` (the layer itself
+records nothing). For every forward pass that is back-propagated, outside ``torch.func``
+transforms, a hook on the layer's output sums, during the backward pass, the statistics
+that the rule declares (:mod:`~sepneuron.tuning.needed`); the gradient sums are the
+autograd gradients of ``q, d, log c``. No extra forward or backward pass. With
+``torch.distributed`` initialised, the statistics -- plain sums -- are all-reduced, so
+every rank takes the same step as one process on the whole batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from ..layers import SeparatedActivation, SeparatedMLP
+from .needed import GRADIENT_STATS, forward_stats, needed_stats, needs_g
 from .rules import RuleContext, get_rule
 from .statistics import STAT_NAMES, Stats, compute_stats
 
@@ -81,22 +88,46 @@ def downstream_sensitivity(
     return sens[::-1]
 
 
+def _under_transform() -> bool:
+    """Whether we are inside a ``torch.func`` transform (vmap, grad, jacrev) or compiling."""
+    functorch = getattr(torch._C, "_functorch", None)
+    if functorch is not None and functorch.peek_interpreter_stack() is not None:
+        return True
+    return bool(torch.compiler.is_compiling())
+
+
+class _Record:
+    """Sums of one layer's recorded passes since the last step: name -> ``(N,)``."""
+
+    __slots__ = ("sums", "passes", "rows")
+
+    def __init__(self, sums: dict[str, Tensor], rows: int) -> None:
+        self.sums, self.passes, self.rows = sums, 1, rows
+
+    def add(self, sums: dict[str, Tensor], rows: int) -> None:
+        for k, v in sums.items():
+            self.sums[k] = self.sums[k] + v
+        self.passes += 1
+        self.rows += rows
+
+
 class SeparatedTuner(Optimizer):
     """Tunes the scalar-nonlinear parameters ``q``, ``d`` (and ``c``) of separated layers.
 
     Args:
         model: a module holding :class:`SeparatedActivation` layers (a
             :class:`SeparatedMLP`, a DDP wrapper of one, any ``nn.Module``), or an
-            iterable of activations. Capture is switched on for each of them.
+            iterable of activations. The tuner hooks each of them until :meth:`release`.
         rule: ``"paper"``, ``"newton"``, ``"gauss_newton"``, ``"grad"`` or a callable (see
-            :mod:`sepneuron.tuning.rules`).
+            :mod:`sepneuron.tuning.rules`; a callable gets every statistic).
         gamma: step fraction (``> 0``), stored as the param group's ``"lr"`` so that
             ``torch.optim.lr_scheduler`` schedules it.
         max_step: trust region (``> 0``): per step ``|dq| <= max_step * spread(a)``,
             ``|c dd| <= max_step``, ``|dlog c| <= max_step``.
-        reduction: ``"mean"`` if the loss averages over samples (then the recorded
-            ``dE/do`` are multiplied by the batch size), ``"sum"`` if it sums; steps are
-            then the same for both.
+        reduction: ``"mean"`` if the loss averages over samples (then ``dE/do`` and the
+            gradients of ``q, d, log c`` are multiplied by the batch size; passes summed
+            between two steps are taken to have equal batches), ``"sum"`` if it sums;
+            steps are then the same for both.
         tune_curvature: move ``c`` of SoftPlus layers (ReLU layers keep ``c``: only ``c d``
             matters there).
         damping: Levenberg-Marquardt ``lambda`` of the ``newton`` rule (``>= 0``).
@@ -107,6 +138,9 @@ class SeparatedTuner(Optimizer):
             (``h = 1``; the default for other models, and right for a single neuron whose
             output is the network output).
         distributed: all-reduce the statistics when ``torch.distributed`` is initialised.
+
+    Each param group holds ``[q, log_c, d]`` of one layer; the tuner finds the layer from
+    the group's own parameters, so groups and layers cannot fall out of step.
     """
 
     def __init__(
@@ -144,84 +178,178 @@ class SeparatedTuner(Optimizer):
             raise ValueError(f"sensitivity={sensitivity!r} needs a SeparatedMLP")
         self._mlp = inner if isinstance(inner, SeparatedMLP) and sensitivity != "none" else None
         self._sens_mode = "diagonal" if sensitivity == "gauss_newton" else "gershgorin"
-        self._acts = acts
         self.distributed = distributed
         defaults = dict(
             rule=rule, lr=gamma, max_step=max_step, reduction=reduction,
             tune_curvature=tune_curvature, damping=damping, bend=bend,
         )
-        groups = [{"params": [m.q, m.log_c, m.d]} for m in acts]
-        super().__init__(groups, defaults)
-        for m in acts:
-            m.enable_capture(True)
+        super().__init__([{"params": [m.q, m.log_c, m.d]} for m in acts], defaults)
+        self._owner = {id(m.q): m for m in acts}        # a group's q -> its layer
+        self._records: dict[SeparatedActivation, _Record] = {}
+        ref = weakref.ref(self)
+
+        def on_forward(module: nn.Module, args: tuple, out: Any) -> None:
+            tuner = ref()
+            if tuner is not None:
+                tuner._on_forward(module, args, out)
+
+        self._handles = [m.register_forward_hook(on_forward) for m in acts]
+
+    # -- layers and groups ------------------------------------------------------------
+    def _layer(self, group: dict) -> SeparatedActivation:
+        params = group["params"]
+        m = self._owner.get(id(params[0])) if len(params) == 3 else None
+        if m is None or params[1] is not m.log_c or params[2] is not m.d:
+            raise ValueError("a SeparatedTuner param group must hold [q, log_c, d] of one layer")
+        return m
+
+    def _group(self, module: SeparatedActivation) -> dict:
+        for group in self.param_groups:
+            if group["params"][0] is module.q:
+                return group
+        raise ValueError("this layer is not tuned by this tuner")
 
     @property
     def activations(self) -> list[SeparatedActivation]:
         """The tuned layers, in param-group order."""
-        return list(self._acts)
+        return [self._layer(g) for g in self.param_groups]
+
+    def _names(self, module: SeparatedActivation, group: dict) -> frozenset[str]:
+        curvature = module.kind == "softplus" and group["tune_curvature"]
+        return needed_stats(group["rule"], curvature, self._mlp is not None)
+
+    # -- recording --------------------------------------------------------------------
+    def _on_forward(self, module: nn.Module, args: tuple, out: Any) -> None:
+        if not (torch.is_grad_enabled() and isinstance(out, Tensor) and out.requires_grad):
+            return
+        if _under_transform():   # vmap / jacrev / compile: nothing may escape
+            return
+        assert isinstance(module, SeparatedActivation)
+        a = args[0].detach()
+        ref = weakref.ref(self)
+
+        def on_grad(g: Tensor) -> None:
+            tuner = ref()
+            if tuner is not None and tuner._handles:
+                tuner._record(module, a, g.detach())
+
+        out.register_hook(on_grad)
+
+    @torch.no_grad()
+    def _record(self, m: SeparatedActivation, a: Tensor, g: Tensor) -> None:
+        """Sum the statistics of one back-propagated pass ``(a, dE/do)`` of layer ``m``."""
+        group = self._group(m)
+        names = self._names(m, group)
+        a = a.reshape(-1, m.num_neurons)
+        rows = a.shape[0]
+        q, c, d = m.q.detach(), m.log_c.detach().exp(), m.d.detach()
+        if names == _ALL or needs_g(names):
+            g = g.reshape(-1, m.num_neurons)
+            if group["reduction"] == "mean":
+                g = g * rows
+        if names == _ALL:   # a rule given as a callable: the reference pass, every sum
+            sums = {"all": compute_stats(a, g, q, c, d, m.kind, bend=group["bend"]).data}
+        else:
+            sums = forward_stats(a, g if needs_g(names) else None, q, c, d, m.kind, names,
+                                 group["bend"])
+        rec = self._records.get(m)
+        if rec is None:
+            self._records[m] = _Record(sums, rows)
+        else:
+            rec.add(sums, rows)
+
+    def _assemble(self, m: SeparatedActivation, group: dict, rec: _Record) -> Tensor:
+        """The ``(len(STAT_NAMES), N)`` statistics of a record; unread names stay 0."""
+        if "all" in rec.sums:
+            return rec.sums["all"]
+        rows = dict(rec.sums)
+        scale = rec.rows / rec.passes if group["reduction"] == "mean" else 1.0
+        for name, p in zip(GRADIENT_STATS, (m.q, m.d, m.log_c)):
+            if name in self._names(m, group):
+                rows[name] = p.grad.detach() * scale if p.grad is not None \
+                    else torch.zeros_like(m.q.detach())
+        zero = m.q.new_zeros(m.num_neurons)
+        return torch.stack([rows.get(name, zero) for name in STAT_NAMES])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget recorded passes and clear the autograd grads of q, log c, d."""
         super().zero_grad(set_to_none)
-        for m in self._acts:
-            m.clear_captures()
+        self._records.clear()
 
     def release(self) -> None:
-        """Switch capture off on every tuned layer (the tuner is done)."""
-        for m in self._acts:
-            m.enable_capture(False)
+        """Remove the tuner's hooks from every tuned layer (the tuner is done)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._records.clear()
 
+    # -- statistics and the step ------------------------------------------------------
     @torch.no_grad()
     def layer_stats(self) -> list[Stats | None]:
-        """Consume the recorded passes; one :class:`Stats` per layer (``None`` if none)."""
+        """Consume the recorded passes; one :class:`Stats` per param group (``None`` if none).
+
+        Only the statistics the rule reads (and ``n, u1, u2, r2``) are filled in; under
+        ``torch.distributed`` every layer gets its all-reduced sums (``n = 0``: no pass).
+        """
         out: list[Stats | None] = []
-        for m, group in zip(self._acts, self.param_groups, strict=True):
-            total = None
-            q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
-            for a, g in m.pop_captures():
-                if group["reduction"] == "mean":
-                    g = g * a.shape[0]
-                st = compute_stats(a, g, q, c, d, m.kind, bend=group["bend"])
-                total = st if total is None else total + st
-            out.append(total)
-        dist = torch.distributed
-        if self.distributed and dist.is_available() and dist.is_initialized():
+        for group in self.param_groups:
+            m = self._layer(group)
+            rec = self._records.pop(m, None)
+            out.append(None if rec is None else Stats(self._assemble(m, group, rec)))
+        if self._reduces():
             out = self._all_reduce(out)
         return out
 
+    def _reduces(self) -> bool:
+        return bool(self.distributed and torch.distributed.is_available()
+                    and torch.distributed.is_initialized())
+
     def _all_reduce(self, stats: list[Stats | None]) -> list[Stats | None]:
+        layers = [self._layer(g) for g in self.param_groups]
         flat = torch.cat([
             (st.data if st is not None else m.q.new_zeros(len(STAT_NAMES), m.num_neurons)).flatten()
-            for st, m in zip(stats, self._acts, strict=True)
+            for st, m in zip(stats, layers)
         ])
         torch.distributed.all_reduce(flat)
-        out, offset = [], 0
-        for m in self._acts:
+        out: list[Stats | None] = []
+        offset = 0
+        for m in layers:
             size = len(STAT_NAMES) * m.num_neurons
-            chunk = flat[offset:offset + size].view(len(STAT_NAMES), m.num_neurons)
-            out.append(Stats(chunk) if bool(chunk[-1].any()) else None)
+            out.append(Stats(flat[offset:offset + size].view(len(STAT_NAMES), m.num_neurons)))
             offset += size
         return out
 
-    def _sensitivities(self, stats: list[Stats | None]) -> Sequence[Tensor | None]:
+    def _sensitivities(self, stats: dict[SeparatedActivation, Stats]) -> dict:
         if self._mlp is None:
-            return [None] * len(stats)
-        slopes = [None if st is None else (st.r2 / st.n.clamp_min(1.0)).sqrt() for st in stats]
-        return downstream_sensitivity(self._mlp, slopes, self._sens_mode)
+            return {}
+        chain = self._mlp.activations()
+        slopes = [None if m not in stats else (stats[m].r2 / stats[m].n.clamp_min(1.0)).sqrt()
+                  for m in chain]
+        return dict(zip(chain, downstream_sensitivity(self._mlp, slopes, self._sens_mode)))
 
     @torch.no_grad()
     def step(self, closure=None):
-        """Update q, d (and c) of every layer from the passes recorded since the last step."""
+        """Update q, d (and c) of every layer from the passes recorded since the last step.
+
+        No host synchronisation: layers without a recorded pass anywhere (``n = 0`` after
+        an all-reduce) get a zero step by a mask, not by a branch.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        stats = self.layer_stats()
-        sens = self._sensitivities(stats)
-        for m, group, st, h in zip(self._acts, self.param_groups, stats, sens, strict=True):
+        groups = self.param_groups
+        reduced = self._reduces()
+        by_layer = {self._layer(g): st for g, st in zip(groups, self.layer_stats())
+                    if st is not None}
+        sens = self._sensitivities(by_layer)
+        for group in groups:
+            m = self._layer(group)
+            st = by_layer.get(m)
             if st is None:
                 continue
             q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
+            h = sens.get(m)
             ctx = RuleContext(
                 kind=m.kind, gamma=group["lr"],
                 h=torch.ones_like(q) if h is None else h.to(q),
@@ -229,12 +357,18 @@ class SeparatedTuner(Optimizer):
             )
             dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
             dq, dd, dlogc = _trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
+            if reduced:  # a layer no rank recorded has n = 0: no step
+                seen = st.n > 0
+                dq, dd, dlogc = (torch.where(seen, x, torch.zeros_like(x)) for x in (dq, dd, dlogc))
             m.q.add_(dq)
             m.d.add_(dd)
             m.log_c.add_(dlogc)
             state = self.state[m.q]
             state["step"] = state.get("step", 0) + 1
         return loss
+
+
+_ALL = frozenset(STAT_NAMES)
 
 
 def _finite(x: Tensor) -> Tensor:

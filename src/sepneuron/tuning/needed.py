@@ -1,0 +1,151 @@
+r"""Only the statistics a rule reads, in few passes: the tuner's fast path.
+
+:func:`~sepneuron.tuning.statistics.compute_stats` (the reference) forms every one of the
+``len(STAT_NAMES)`` sums with about 60 passes over ``(batch, N)``. Each rule declares the
+names it reads (:data:`RULE_STATS`); the tuner adds ``n, u1, u2`` (trust region) and
+``r2`` (downstream sensitivity). This module computes those, and the rest stays zero.
+
+Notation as in :mod:`~sepneuron.tuning.statistics`: ``u = a + q``, ``v = c u``,
+``s = base'(v)``, ``J_q = c d s``, ``J_d = base(v)``, ``J_logc = d v s``. Per-neuron factors
+are taken out of the sums, and the analogs' identities do the rest:
+
+* ReLU analog: ``s = +-1`` and ``base(v) = c|u|``, so ``sum J_q^2 = (cd)^2 n``,
+  ``sum J_q J_d = cd c sum u``, ``sum J_d^2 = c^2 u2``, ``r2 = n (1 + (cd)^2) + 2 cd sum s``;
+  a group sum of ``delta = g r`` is ``(1 -+ cd)`` times the group sum of ``g``.
+* SoftPlus analog: with ``t = tanh(v/2)`` and ``w = v t``, the Gauss-Newton block is
+  ``(cd)^2 sum t^2``, ``cd sum t base``, ``cd d sum t w``, ``sum base^2``, ``d sum base w``,
+  ``d^2 sum w^2``.
+
+The gradient sums ``grad_q, grad_d, grad_c`` (``sum g J``) are the autograd gradients of
+``q, d, log c``, which the backward pass forms anyway; the tuner reads them there
+(:func:`gradient_rows`). Only ``newton`` and ``paper`` read ``g`` itself (group sums).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..functional import softplus_base
+from .statistics import STAT_NAMES
+
+__all__ = ["RULE_STATS", "GRADIENT_STATS", "needed_stats", "needs_g", "forward_stats"]
+
+_GROUPS = ("L", "R", "B")
+RULE_STATS: dict[str, frozenset[str]] = {
+    "paper": frozenset({"S_L", "S_R", "S_B", "n_L", "n_R", "A_L", "A_R", "Jc_B"}),
+    "newton": frozenset({f"{x}_{grp}" for x in ("n", "G", "Jq", "Jd", "Jc") for grp in _GROUPS}),
+    "gauss_newton": frozenset({"grad_q", "grad_d", "grad_c", "qq", "qd", "qc", "dd", "dc", "cc"}),
+    "grad": frozenset({"grad_q", "grad_d", "grad_c", "n"}),
+}
+"""The statistics each named rule reads (a rule given as a callable reads all of them)."""
+
+GRADIENT_STATS = ("grad_q", "grad_d", "grad_c")
+_CURVATURE_ONLY = frozenset({"grad_c", "qc", "dc", "cc", "Jc_L", "Jc_R", "n_B", "S_B", "G_B",
+                             "Jq_B", "Jd_B", "Jc_B"})
+
+
+def needed_stats(rule: object, curvature: bool, sensitivity: bool) -> frozenset[str]:
+    """The names to compute for ``rule`` (a name or a callable).
+
+    ``curvature``: ``c`` is tuned (SoftPlus analog with ``tune_curvature``); otherwise the
+    ``c`` and bend statistics are never read. ``sensitivity``: the tuner needs ``r2``.
+    """
+    names = RULE_STATS.get(rule, frozenset(STAT_NAMES)) if isinstance(rule, str) else \
+        frozenset(STAT_NAMES)
+    names = names | {"n", "u1", "u2"} | ({"r2"} if sensitivity else set())
+    if not curvature and names != frozenset(STAT_NAMES):
+        names = names - _CURVATURE_ONLY
+    return names
+
+
+def needs_g(names: frozenset[str]) -> bool:
+    """Whether any name but the gradient sums reads ``dE/do`` (group sums of g or delta)."""
+    return any(n[0] in "SG" and n[1] == "_" for n in names)
+
+
+def _total(t: Tensor) -> Tensor:
+    return t.sum(0)
+
+
+def _sq(t: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(t, dim=0).square()
+
+
+def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, kind: str,
+                  names: frozenset[str], bend: float) -> dict[str, Tensor]:
+    """The non-gradient statistics among ``names`` of one pass, each ``(N,)``.
+
+    ``a``, ``g`` ``(B, N)`` (``g`` in sum-reduction units; ``None`` when no name reads it).
+    """
+    n_rows = a.shape[0]
+    u = a + q
+    out: dict[str, Tensor] = {"n": torch.full_like(q, float(n_rows)), "u1": _total(u),
+                              "u2": _sq(u)}
+    cd = c * d
+    if kind == "relu":
+        _relu_stats(out, u, g, c, cd, names, float(n_rows))
+    else:
+        _softplus_stats(out, u, g, c, d, cd, names, bend)
+    return {k: v for k, v in out.items() if k in names}
+
+
+def _relu_stats(out, u, g, c, cd, names, n) -> None:
+    pos = u >= 0
+    if "r2" in names or names & {"n_L", "n_R", "Jq_L", "Jq_R"}:
+        n_right = pos.sum(0).to(u.dtype)
+        out["n_R"], out["n_L"] = n_right, n - n_right
+        out["r2"] = n * (1 + cd * cd) + 2 * cd * (2 * n_right - n)
+        out["Jq_L"], out["Jq_R"] = -cd * out["n_L"], cd * n_right
+    if names & {"qq", "qd", "dd"}:
+        out["qq"], out["qd"], out["dd"] = cd * cd * n, cd * c * out["u1"], c * c * out["u2"]
+    if names & {"A_L", "A_R", "Jd_L", "Jd_R"}:
+        zero = u.new_zeros(())
+        out["A_R"] = _total(torch.where(pos, u, zero))
+        out["A_L"] = -_total(torch.where(pos, zero, u))
+        out["Jd_L"], out["Jd_R"] = c * out["A_L"], c * out["A_R"]
+    if g is not None:
+        zero = g.new_zeros(())
+        out["G_R"] = _total(torch.where(pos, g, zero))
+        out["G_L"] = _total(torch.where(pos, zero, g))
+        out["S_L"], out["S_R"] = (1 - cd) * out["G_L"], (1 + cd) * out["G_R"]
+
+
+def _softplus_stats(out, u, g, c, d, cd, names, bend) -> None:
+    v = u * c
+    t = torch.tanh(0.5 * v)
+    sq_t = _sq(t) if names & {"r2", "qq"} else None
+    if "r2" in names:
+        out["r2"] = float(u.shape[0]) + 2 * cd * _total(t) + cd * cd * sq_t
+    need_base = names & {"qd", "dd", "dc", "Jd_L", "Jd_R", "Jd_B"}
+    base = softplus_base(v) if need_base else None
+    w = v * t if names & {"qc", "dc", "cc", "Jc_L", "Jc_R", "Jc_B"} else None
+    if names & {"qq", "qd", "dd"}:
+        out["qq"] = cd * cd * sq_t
+        out["qd"] = cd * _total(t * base)
+        out["dd"] = _sq(base)
+    if w is not None and names & {"qc", "dc", "cc"}:
+        out["qc"] = cd * d * _total(t * w)
+        out["dc"] = d * _total(base * w)
+        out["cc"] = d * d * _sq(w)
+    group_names = {x for x in names if x[-2:] in ("_L", "_R", "_B")}
+    if not group_names:
+        return
+    masks = {"R": v >= 0, "L": v < 0, "B": v.abs() < bend}
+    zero = u.new_zeros(())
+    gt = g * t if g is not None else None
+    for grp, m in masks.items():
+        if not any(x.endswith("_" + grp) for x in group_names):
+            continue
+        out[f"n_{grp}"] = m.sum(0).to(u.dtype)
+        out[f"Jq_{grp}"] = cd * _total(torch.where(m, t, zero))
+        if base is not None:
+            out[f"Jd_{grp}"] = _total(torch.where(m, base, zero))
+        if w is not None:
+            out[f"Jc_{grp}"] = d * _total(torch.where(m, w, zero))
+        if grp != "B":
+            sign = 1.0 if grp == "R" else -1.0
+            out[f"A_{grp}"] = sign * _total(torch.where(m, u, zero))
+        if g is not None and gt is not None:
+            out[f"G_{grp}"] = _total(torch.where(m, g, zero))
+            out[f"S_{grp}"] = out[f"G_{grp}"] + cd * _total(torch.where(m, gt, zero))
