@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 
+from capture import recorded_passes
+
 DEVICE = os.environ.get("SEPNEURON_TEST_DEVICE", "cuda")
 F64 = torch.float64
 KINDS = ("relu", "softplus")
@@ -62,11 +64,10 @@ def test_forward_backward_and_captures_agree(kind):
     for dev in ("cpu", DEVICE):
         m = SeparatedMLP(2, [16, 16], 1, kind, dtype=F64).to(dev)
         m.load_state_dict(model.state_dict())
-        for act in m.activations():
-            act.enable_capture()
-        out = m(X.to(dev))
-        F.mse_loss(out, y.to(dev)).backward()
-        caps = [c for act in m.activations() for pair in act.pop_captures() for c in pair]
+        with recorded_passes(m) as passes:
+            out = m(X.to(dev))
+            F.mse_loss(out, y.to(dev)).backward()
+        caps = [c for act in m.activations() for pair in passes[act] for c in pair]
         results.append((out.detach().cpu(), {n: p.grad.cpu() for n, p in m.named_parameters()},
                         [c.cpu() for c in caps]))
     (o1, g1, c1), (o2, g2, c2) = results

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from faults import inject_faults
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from sepneuron.distributed import shard
+from sepneuron.tuning import RULES
+from faults import inject_faults
 
 F64 = torch.float64
 STEPS = 10
@@ -47,11 +49,11 @@ def _problem():
     return model, X, y, TrainConfig(steps=STEPS, lr=1e-2, eval_every=5)
 
 
-def _manual(model, X, y, steps: int, wrap=None):
+def _manual(model, X, y, steps: int, wrap=None, rule="newton"):
     """The recipe: any loop with DDP for the weights and SeparatedTuner for q, c, d."""
     net = model if wrap is None else wrap(model)
     opt = torch.optim.Adam(model.linear_parameters(), lr=1e-2)
-    tuner = SeparatedTuner(net, rule="newton", gamma=0.3, max_step=0.05)
+    tuner = SeparatedTuner(net, rule=rule, gamma=0.3, max_step=0.05)
     for _ in range(steps):
         opt.zero_grad()
         tuner.zero_grad()
@@ -96,6 +98,10 @@ model, X, y, cfg = t._problem()
 cfg.checkpoint_path, cfg.resume = ckpt, True
 h = fit_distributed(model, X, y, cfg)
 out["resumed"] = (t._params(model), [e["event"] for e in h.events])
+model, X, y, cfg = t._problem()
+t._manual(model, shard(X, rank, world), shard(y, rank, world), t.STEPS,
+          wrap=DistributedDataParallel, rule="gauss_newton")
+out["manual_gn"] = t._params(model)
 torch.distributed.destroy_process_group()
 torch.save(out, sys.argv[2])
 """
@@ -150,6 +156,14 @@ def test_two_gloo_ranks_on_half_batches_equal_one_process_on_the_whole(tmp_path)
     single_inf = _params(model)
     model, X, y, _ = _problem()
     single_manual = _params(_manual(model, X, y, STEPS))
+
+    # the fast path on two ranks (all-reduced sums) == the reference path in one process
+    model, X, y, _ = _problem()
+    ref_rule = RULES["gauss_newton"]
+    single_ref = _params(_manual(model, X, y, STEPS,
+                                 rule=lambda st, q, c, d, ctx: ref_rule(st, q, c, d, ctx)))
+    for r in ranks:
+        _assert_close(r["manual_gn"], single_ref)
 
     for key, want in (("fit", single), ("manual", single_manual)):
         got0 = ranks[0][key][0] if key == "fit" else ranks[0][key]

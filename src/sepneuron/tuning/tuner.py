@@ -268,6 +268,7 @@ class SeparatedTuner(Optimizer):
             if name in self._names(m, group):
                 rows[name] = p.grad.detach() * scale if p.grad is not None \
                     else torch.zeros_like(m.q.detach())
+                p.grad = None   # consumed with the record, so a step never reads them twice
         zero = m.q.new_zeros(m.num_neurons)
         return torch.stack([rows.get(name, zero) for name in STAT_NAMES])
 
