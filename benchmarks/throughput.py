@@ -9,11 +9,14 @@ For each analog (``--kinds``) and size (hidden width x batch; two hidden layers,
   ``--rule``, default ``gauss_newton``) on ``q``, ``c``, ``d``: the README's loop.
 
 The two are timed in alternating repeats (plain, separated, plain, ...) and the medians
-compared, so that the ratio holds under a changing machine load. ``--compile`` runs both
+compared, so that the ratio holds under a changing machine load. On the CPU the clock is
+the thread's CPU time (``time.thread_time``): other processes on a shared machine then
+slow a step only through the caches and memory bandwidth, not by taking the core. ``--compile`` runs both
 models through ``torch.compile`` (compiled against compiled; its compile time is printed).
 
 ``--breakdown`` adds where the separated step's time goes: forward + backward without
-the tuner, the same with the tuner's hooks (statistics included), Adam, ``tuner.step``.
+the tuner, the same with the tuner's hooks (statistics included), Adam, and the rest
+(``tuner.step``: the separated step less those).
 
     python benchmarks/throughput.py --device cpu --dtype float64 --threads 1 --sizes 32x1000 256x8000
     python benchmarks/throughput.py --device cuda --widths 64 256 1024 --batches 1000 64000
@@ -40,13 +43,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _clock(device: torch.device) -> Callable[[], float]:
+    """CPU time of this thread on the CPU (robust to other processes' load on a shared
+    machine; equal to wall time on an idle one with one thread), wall time on a GPU."""
+    return time.thread_time if device.type == "cpu" else time.perf_counter
+
+
 def _timed(step: Callable[[], object], device: torch.device, steps: int) -> float:
+    clock = _clock(device)
     _sync(device)
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         step()
     _sync(device)
-    return (time.perf_counter() - t0) / steps
+    return (clock() - t0) / steps
 
 
 def alternating(steps_by_name: dict[str, Callable[[], object]], device: torch.device,
@@ -120,9 +130,7 @@ def measure(kind: str, width: int, batch: int, device: torch.device, dtype, args
                   "sep fwd+bwd+hooks": fwd_bwd(sep_run), "adam": sep_opt.step}
     out |= alternating(steps, device, args.steps, args.warmup, args.repeats)
     if args.breakdown:
-        fwd_bwd(sep_run)()
-        out["tuner.step"] = alternating({"t": tuner.step}, device, args.steps, args.warmup,
-                                        args.repeats)["t"]
+        out["tuner.step"] = out["separated"] - out["sep fwd+bwd+hooks"] - out["adam"]
     tuner.release()
     return out
 

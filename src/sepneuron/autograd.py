@@ -16,8 +16,9 @@ Backward, with ``g = dE/do`` and ``s = base'(v)`` (``sign v``, ``+1`` at 0, or `
 
 sums over every leading dimension. Autograd of the composed expression saves five tensors
 and makes about twelve passes over ``(batch, N)`` for the ReLU analog; this keeps ``a`` and
-``u`` (ReLU) or ``v`` and ``base(v)`` (SoftPlus) and makes three passes forward and seven
-back (the ReLU analog). Under ``create_graph`` (double backward) it recomputes them from
+``u`` (ReLU) or ``v``, ``base(v)``, ``tanh(v/2)`` (SoftPlus) and makes three passes forward
+and seven back (the ReLU analog). The tuner reads these from the output's autograd node
+(:func:`saved_intermediates`) instead of recomputing them. Under ``create_graph`` (double backward) it recomputes them from
 ``a`` so that second derivatives are right.
 It is a pure function (no side effects) and works under ``torch.func`` transforms
 (``vmap``, ``jacrev``, ``functional_call``): its backward is written in differentiable torch
@@ -26,6 +27,7 @@ operations, and ``generate_vmap_rule`` lets ``vmap`` batch it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -33,7 +35,7 @@ from torch import Tensor
 
 from .functional import check_kind, softplus_base
 
-__all__ = ["separated_activation"]
+__all__ = ["separated_activation", "saved_intermediates"]
 
 
 def _sum_leading(t: Tensor) -> Tensor:
@@ -42,12 +44,75 @@ def _sum_leading(t: Tensor) -> Tensor:
 
 
 def _inner(a: Tensor, q: Tensor, log_c: Tensor, kind: str) -> tuple[Tensor, ...]:
-    """What the backward reads: ``(u,)`` (ReLU analog) or ``(v, base(v))`` (SoftPlus)."""
+    """What the backward reads: ``(u,)`` (ReLU analog) or ``(v, base(v), tanh(v/2))``.
+
+    Out of place (differentiable), for the double-backward path.
+    """
     u = a + q
     if kind == "relu":
         return (u,)
     v = u * log_c.exp()
-    return v, softplus_base(v)
+    return v, softplus_base(v), torch.tanh(0.5 * v)
+
+
+def _inner_no_grad(a: Tensor, q: Tensor, log_c: Tensor, kind: str) -> tuple[Tensor, ...]:
+    """:func:`_inner` with in-place steps on fresh temporaries (same values, fewer
+    allocations): ``base = 2 log1p(exp(-|v|)) + |v| - 2 ln 2``."""
+    u = a + q
+    if kind == "relu":
+        return (u,)
+    v = u.mul_(log_c.exp())
+    av = v.abs()
+    base = av.neg().exp_().log1p_().mul_(2.0).add_(av).sub_(_TWO_LN2)
+    return v, base, v.mul(0.5).tanh_()
+
+
+_TWO_LN2 = 2.0 * math.log(2.0)
+
+
+_CPU_CHUNK_ELEMENTS = 1 << 16
+
+
+def _row_slices(t: Tensor) -> list[slice] | None:
+    """Row blocks of about 64k elements for a large 2-D CPU tensor (so that the
+    temporaries of each block stay in cache), or ``None``: take the tensor whole."""
+    if t.device.type != "cpu" or t.ndim != 2 or not t.is_contiguous():
+        return None
+    rows = max(1, _CPU_CHUNK_ELEMENTS // max(1, t.shape[1]))
+    if t.shape[0] <= rows or torch._C._functorch.is_functorch_wrapped_tensor(t):
+        return None
+    return [slice(i, i + rows) for i in range(0, t.shape[0], rows)]
+
+
+def _forward_block(a, q, c, cd, d, kind, out, u_or_v, base=None, t=None) -> None:
+    """One block of the forward pass, written into ``out`` and the saved buffers."""
+    torch.add(a, q, out=u_or_v)
+    if kind == "relu":
+        torch.add(a, u_or_v.abs().mul_(cd), out=out)        # o = a + c d |u|
+        return
+    u_or_v.mul_(c)                                            # v = c u
+    av = u_or_v.abs()
+    torch.sub(av.neg().exp_().log1p_().mul_(2.0).add_(av), _TWO_LN2, out=base)
+    torch.tanh(u_or_v.mul(0.5), out=t)
+    torch.add(a, base.mul(d), out=out)
+
+
+def _backward_block(g, cd, kind, inner, grad_a, sums) -> None:
+    """One block of the backward pass: ``grad_a`` written, the four sums added to."""
+    if kind == "relu":
+        (u,) = inner
+        gu = g * u
+        gs = torch.copysign(g, gu)                            # g s: |g| sign(g u)
+        sums[1] += gs.sum(0)
+        sums[2] += torch.copysign(gu, g).sum(0)               # g |u|
+    else:
+        v, base, t = inner
+        gs = g * t
+        sums[1] += gs.sum(0)
+        sums[2] += (g * base).sum(0)
+        sums[3] += (gs * v).sum(0)
+    if grad_a is not None:
+        torch.add(g, gs.mul_(cd), out=grad_a)
 
 
 class _SeparatedFunction(torch.autograd.Function):
@@ -55,16 +120,24 @@ class _SeparatedFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: str):  # type: ignore[override]
-        inner = _inner(a, q, log_c, kind)
-        if kind == "relu":
-            (u,) = inner
-            return (torch.addcmul(a, u.abs(), log_c.exp() * d), *inner)  # base(v) = c |u|
-        return (torch.addcmul(a, inner[1], d), *inner)
+        blocks = _row_slices(a)
+        if blocks is None:
+            inner = _inner_no_grad(a, q, log_c, kind)
+            if kind == "relu":
+                (u,) = inner
+                return (u.abs().mul_(log_c.exp() * d).add_(a), *inner)  # d base(v) = c d |u|
+            return (inner[1].mul(d).add_(a), *inner)
+        c = log_c.exp()
+        out = torch.empty_like(a)
+        inner = tuple(torch.empty_like(a) for _ in range(1 if kind == "relu" else 3))
+        for sl in blocks:
+            _forward_block(a[sl], q, c, c * d, d, kind, out[sl], *(x[sl] for x in inner))
+        return (out, *inner)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         a, q, log_c, d, kind = inputs
-        inner = output[1:]            # u (ReLU) or v, base(v) (SoftPlus)
+        inner = output[1:]            # u (ReLU) or v, base(v), tanh(v/2) (SoftPlus)
         ctx.mark_non_differentiable(*inner)
         ctx.kind = kind
         ctx.save_for_backward(a, q, log_c, d, *inner)
@@ -73,27 +146,44 @@ class _SeparatedFunction(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor, *_unused: Any):  # type: ignore[override]
         need_a, need_q, need_c, need_d = ctx.needs_input_grad[:4]
         a, q, log_c, d, *inner = ctx.saved_tensors
-        if torch.is_grad_enabled():   # double backward: recompute, differentiably
+        grad_enabled = torch.is_grad_enabled()
+        if grad_enabled:   # double backward: recompute, differentiably
             inner = list(_inner(a, q, log_c, ctx.kind))
-        if ctx.kind == "relu":
-            (u,) = inner
-            c = log_c.exp()
-            cd = c * d
-            gs = torch.where(u >= 0, g, -g)                     # g s
-            grad_a = torch.addcmul(g, gs, cd) if need_a else None
-            grad_q = cd * _sum_leading(gs) if need_q else None
-            g_abs_u = _sum_leading(gs * u) if (need_c or need_d) else None   # sum g |u|
-            grad_d = c * g_abs_u if need_d else None
-            grad_c = cd * g_abs_u if need_c else None
-            return grad_a, grad_q, grad_c, grad_d, None
-        v, base = inner
-        cd = log_c.exp() * d
-        gs = g * torch.tanh(0.5 * v)                            # g s
-        grad_a = torch.addcmul(g, gs, cd) if need_a else None
-        grad_q = cd * _sum_leading(gs) if need_q else None
-        grad_d = _sum_leading(g * base) if need_d else None
-        grad_c = d * _sum_leading(gs * v) if need_c else None
+        c = log_c.exp()
+        cd = c * d
+        blocks = None if grad_enabled else _row_slices(g)
+        if blocks is not None and all(x.shape == g.shape for x in inner):
+            grad_a = torch.empty_like(g) if need_a else None
+            sums = [None, *(torch.zeros_like(q) for _ in range(3))]
+            for sl in blocks:
+                _backward_block(g[sl], cd, ctx.kind, [x[sl] for x in inner],
+                                None if grad_a is None else grad_a[sl], sums)
+            sum_gs, second, third = sums[1], sums[2], sums[3]
+        else:
+            grad_a, sum_gs, second, third = _backward_whole(g, cd, ctx.kind, inner, need_a)
+        grad_q = cd * sum_gs if need_q else None
+        if ctx.kind == "relu":        # second = sum g |u|
+            grad_d = c * second if need_d else None
+            grad_c = cd * second if need_c else None
+        else:                         # second = sum g base, third = sum g s v
+            grad_d = second if need_d else None
+            grad_c = d * third if need_c else None
         return grad_a, grad_q, grad_c, grad_d, None
+
+
+def _backward_whole(g, cd, kind, inner, need_a):
+    """The backward pass in one go (any shape; differentiable for double backward)."""
+    if kind == "relu":
+        (u,) = inner
+        gu = g * u
+        gs = torch.copysign(g, gu)                            # g s: |g| sign(g u)
+        second, third = _sum_leading(torch.copysign(gu, g)), None
+    else:
+        v, base, t = inner
+        gs = g * t
+        second, third = _sum_leading(g * base), _sum_leading(gs * v)
+    grad_a = g + gs * cd if need_a else None
+    return grad_a, _sum_leading(gs), second, third
 
 
 def separated_activation(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: str) -> Tensor:
@@ -103,3 +193,18 @@ def separated_activation(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: s
     Equal to :func:`sepneuron.functional.separated` with ``c = log_c.exp()``.
     """
     return _SeparatedFunction.apply(a, q, log_c, d, check_kind(kind))[0]
+
+
+def saved_intermediates(node: Any) -> tuple[Tensor, ...] | None:
+    """``(u,)`` or ``(v, base(v), tanh(v/2))`` saved by the autograd node ``node``.
+
+    ``node`` is the ``grad_fn`` of an output of :func:`separated_activation`; ``None`` if
+    it is not one (or its saved tensors are freed). Each tensor has the output's shape;
+    read them before the node's backward has run.
+    """
+    if not isinstance(node, _SeparatedFunction._backward_cls):
+        return None
+    try:
+        return tuple(node.saved_tensors[4:])
+    except RuntimeError:
+        return None

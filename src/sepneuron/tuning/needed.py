@@ -69,24 +69,45 @@ def _total(t: Tensor) -> Tensor:
 
 
 def _sq(t: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(t, dim=0).square()
+    return (t * t).sum(0)
+
+
+_CPU_CHUNK_ELEMENTS = 1 << 16
 
 
 def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, kind: str,
-                  names: frozenset[str], bend: float) -> dict[str, Tensor]:
+                  names: frozenset[str], bend: float,
+                  inner: tuple[Tensor, ...] | None = None) -> dict[str, Tensor]:
     """The non-gradient statistics among ``names`` of one pass, each ``(N,)``.
 
     ``a``, ``g`` ``(B, N)`` (``g`` in sum-reduction units; ``None`` when no name reads it).
+    ``inner``: the activation's saved ``(u,)`` or ``(v, base, t)``, each ``(B, N)``
+    (:func:`sepneuron.autograd.saved_intermediates`), else they are recomputed. On the
+    CPU the rows are summed in chunks of about 64k elements, so that the temporaries stay
+    in cache.
     """
+    rows = max(1, _CPU_CHUNK_ELEMENTS // a.shape[1])
+    if a.device.type != "cpu" or a.shape[0] <= rows:
+        return _chunk_stats(a, g, q, c, d, kind, names, bend, inner)
+    total: dict[str, Tensor] = {}
+    for start in range(0, a.shape[0], rows):
+        part = slice(start, start + rows)
+        sums = _chunk_stats(a[part], None if g is None else g[part], q, c, d, kind, names,
+                            bend, None if inner is None else tuple(t[part] for t in inner))
+        total = sums if not total else {k: total[k] + v for k, v in sums.items()}
+    return total
+
+
+def _chunk_stats(a, g, q, c, d, kind, names, bend, inner) -> dict[str, Tensor]:
     n_rows = a.shape[0]
-    u = a + q
+    u = a + q if kind != "relu" or inner is None else inner[0]
     out: dict[str, Tensor] = {"n": torch.full_like(q, float(n_rows)), "u1": _total(u),
                               "u2": _sq(u)}
     cd = c * d
     if kind == "relu":
         _relu_stats(out, u, g, c, cd, names, float(n_rows))
     else:
-        _softplus_stats(out, u, g, c, d, cd, names, bend)
+        _softplus_stats(out, u, g, c, d, cd, names, bend, inner)
     return {k: v for k, v in out.items() if k in names}
 
 
@@ -111,14 +132,15 @@ def _relu_stats(out, u, g, c, cd, names, n) -> None:
         out["S_L"], out["S_R"] = (1 - cd) * out["G_L"], (1 + cd) * out["G_R"]
 
 
-def _softplus_stats(out, u, g, c, d, cd, names, bend) -> None:
-    v = u * c
-    t = torch.tanh(0.5 * v)
+def _softplus_stats(out, u, g, c, d, cd, names, bend, inner) -> None:
+    v, base_saved, t = (u * c, None, None) if inner is None else inner
+    if t is None:
+        t = torch.tanh(0.5 * v)
     sq_t = _sq(t) if names & {"r2", "qq"} else None
     if "r2" in names:
         out["r2"] = float(u.shape[0]) + 2 * cd * _total(t) + cd * cd * sq_t
     need_base = names & {"qd", "dd", "dc", "Jd_L", "Jd_R", "Jd_B"}
-    base = softplus_base(v) if need_base else None
+    base = (softplus_base(v) if base_saved is None else base_saved) if need_base else None
     w = v * t if names & {"qc", "dc", "cc", "Jc_L", "Jc_R", "Jc_B"} else None
     if names & {"qq", "qd", "dd"}:
         out["qq"] = cd * cd * sq_t

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ..autograd import saved_intermediates
 from ..layers import SeparatedActivation, SeparatedMLP
 from .needed import GRADIENT_STATS, forward_stats, needed_stats, needs_g
 from .rules import RuleContext, get_rule
@@ -226,18 +227,23 @@ class SeparatedTuner(Optimizer):
             return
         assert isinstance(module, SeparatedActivation)
         a = args[0].detach()
+        node = out.grad_fn            # the fused function's node: its saved u or v, base, t
         ref = weakref.ref(self)
 
         def on_grad(g: Tensor) -> None:
             tuner = ref()
             if tuner is not None and tuner._handles:
-                tuner._record(module, a, g.detach())
+                tuner._record(module, a, g.detach(), saved_intermediates(node))
 
         out.register_hook(on_grad)
 
     @torch.no_grad()
-    def _record(self, m: SeparatedActivation, a: Tensor, g: Tensor) -> None:
-        """Sum the statistics of one back-propagated pass ``(a, dE/do)`` of layer ``m``."""
+    def _record(self, m: SeparatedActivation, a: Tensor, g: Tensor,
+                inner: tuple[Tensor, ...] | None = None) -> None:
+        """Sum the statistics of one back-propagated pass ``(a, dE/do)`` of layer ``m``.
+
+        ``inner``: the activation's saved intermediates (else recomputed from ``a``).
+        """
         group = self._group(m)
         names = self._names(m, group)
         a = a.reshape(-1, m.num_neurons)
@@ -250,8 +256,10 @@ class SeparatedTuner(Optimizer):
         if names == _ALL:   # a rule given as a callable: the reference pass, every sum
             sums = {"all": compute_stats(a, g, q, c, d, m.kind, bend=group["bend"]).data}
         else:
+            if inner is not None:
+                inner = tuple(t.reshape(-1, m.num_neurons) for t in inner)
             sums = forward_stats(a, g if needs_g(names) else None, q, c, d, m.kind, names,
-                                 group["bend"])
+                                 group["bend"], inner)
         rec = self._records.get(m)
         if rec is None:
             self._records[m] = _Record(sums, rows)
