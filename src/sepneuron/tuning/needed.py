@@ -23,6 +23,8 @@ The gradient sums ``grad_q, grad_d, grad_c`` (``sum g J``) are the autograd grad
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -45,6 +47,7 @@ _CURVATURE_ONLY = frozenset({"grad_c", "qc", "dc", "cc", "Jc_L", "Jc_R", "n_B", 
                              "Jq_B", "Jd_B", "Jc_B"})
 
 
+@functools.lru_cache(maxsize=256)
 def needed_stats(rule: object, curvature: bool, sensitivity: bool) -> frozenset[str]:
     """The names to compute for ``rule`` (a name or a callable).
 

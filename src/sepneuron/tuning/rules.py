@@ -118,7 +118,9 @@ def _damped_solve(normal: Tensor, rhs: Tensor, damping: float) -> Tensor:
     tiny = torch.finfo(normal.dtype).tiny ** 0.5
     mu = 1e-9 * diag.mean(-1, keepdim=True) + tiny                               # (N, 1)
     damped = normal + torch.diag_embed(damping * diag + mu)
-    theta = torch.linalg.solve(damped, rhs.unsqueeze(-1)).squeeze(-1)             # (N, P)
+    # solve_ex: no error check, hence no host synchronisation on a GPU; a singular
+    # system gives non-finite entries, which become 0 below.
+    theta = torch.linalg.solve_ex(damped, rhs.unsqueeze(-1))[0].squeeze(-1)       # (N, P)
     return torch.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
 
 

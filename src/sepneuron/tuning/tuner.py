@@ -272,8 +272,9 @@ class SeparatedTuner(Optimizer):
             return rec.sums["all"]
         rows = dict(rec.sums)
         scale = rec.rows / rec.passes if group["reduction"] == "mean" else 1.0
+        names = self._names(m, group)
         for name, p in zip(GRADIENT_STATS, (m.q, m.d, m.log_c)):
-            if name in self._names(m, group):
+            if name in names:
                 rows[name] = p.grad.detach() * scale if p.grad is not None \
                     else torch.zeros_like(m.q.detach())
                 p.grad = None   # consumed with the record, so a step never reads them twice
