@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check, under 5 minutes on one GPU: the CUDA tests (CUDA vs CPU agreement of layers,
-# tuner, fit, checkpoints, estimator, DDP over NCCL), the gloo DDP test, then the
-# throughput table (separated MLP + tuner vs plain ReLU MLP) with its time breakdown.
+# tuner, fit, checkpoints, estimator, DDP over NCCL), the gloo DDP test and the tuner's
+# fast-path tests, then the throughput table (each separated analog + tuner vs the plain
+# MLP of its family) with its time breakdown.
 #
 #   benchmarks/gpu_check.sh            # picks a Python whose torch sees a GPU
 #   PYTHON=/path/to/python benchmarks/gpu_check.sh
@@ -25,8 +26,11 @@ echo "== $("$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", tor
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader 2>/dev/null || true
 
 echo "== CUDA and DDP tests"
-timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_distributed.py
+timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_distributed.py \
+    tests/test_tuner_paths.py
 
-echo "== throughput (float32; steps/s)"
-timeout 150 "$PY" benchmarks/throughput.py --device cuda --widths 64 256 1024 \
-    --batches 1000 64000 --steps 20 --warmup 5 --breakdown
+echo "== throughput (float32 and float64; ms per step, separated / plain of the same family)"
+timeout 60 "$PY" benchmarks/throughput.py --device cuda --dtype float32 --widths 64 256 1024 \
+    --batches 1000 64000 --steps 20 --warmup 5 --repeats 3 --breakdown
+timeout 60 "$PY" benchmarks/throughput.py --device cuda --dtype float64 --sizes 32x1000 256x8000 \
+    --steps 20 --warmup 5 --repeats 3

@@ -116,11 +116,14 @@ def _chunk_stats(a, g, q, c, d, kind, names, bend, inner) -> dict[str, Tensor]:
 
 def _relu_stats(out, u, g, c, cd, names, n) -> None:
     pos = u >= 0
-    if "r2" in names or names & {"n_L", "n_R", "Jq_L", "Jq_R"}:
+    if names & {"r2", "n_L", "n_R", "Jq_L", "Jq_R"}:
         n_right = pos.sum(0).to(u.dtype)
-        out["n_R"], out["n_L"] = n_right, n - n_right
-        out["r2"] = n * (1 + cd * cd) + 2 * cd * (2 * n_right - n)
-        out["Jq_L"], out["Jq_R"] = -cd * out["n_L"], cd * n_right
+        out["n_R"] = n_right
+        if "r2" in names:
+            out["r2"] = n * (1 + cd * cd) + 2 * cd * (2 * n_right - n)
+        if names & {"n_L", "Jq_L", "Jq_R"}:
+            out["n_L"] = n - n_right
+            out["Jq_L"], out["Jq_R"] = -cd * out["n_L"], cd * n_right
     if names & {"qq", "qd", "dd"}:
         out["qq"], out["qd"], out["dd"] = cd * cd * n, cd * c * out["u1"], c * c * out["u2"]
     if names & {"A_L", "A_R", "Jd_L", "Jd_R"}:
