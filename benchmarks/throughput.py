@@ -11,14 +11,16 @@ For each analog (``--kinds``) and size (hidden width x batch; two hidden layers,
 The two are timed in alternating repeats (plain, separated, plain, ...) and the medians
 compared, so that the ratio holds under a changing machine load. On the CPU the clock is
 the thread's CPU time (``time.thread_time``): other processes on a shared machine then
-slow a step only through the caches and memory bandwidth, not by taking the core. ``--compile`` runs both
-models through ``torch.compile`` (compiled against compiled; its compile time is printed).
+slow a step only through the caches and memory bandwidth, not by taking the core.
+``--compile`` runs both models through ``torch.compile`` (compiled against compiled; the
+first step's time, compile included, is printed).
 
 ``--breakdown`` adds where the separated step's time goes: forward + backward without
 the tuner, the same with the tuner's hooks (statistics included), Adam, and the rest
 (``tuner.step``: the separated step less those).
 
-    python benchmarks/throughput.py --device cpu --dtype float64 --threads 1 --sizes 32x1000 256x8000
+    python benchmarks/throughput.py --device cpu --dtype float64 --threads 1 \
+        --sizes 32x1000 256x8000 --breakdown
     python benchmarks/throughput.py --device cuda --widths 64 256 1024 --batches 1000 64000
 """
 

@@ -20,9 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
-
 from capture import recorded_passes
+from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 
 DEVICE = os.environ.get("SEPNEURON_TEST_DEVICE", "cuda")
 F64 = torch.float64

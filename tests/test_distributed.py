@@ -24,7 +24,6 @@ from faults import inject_faults
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from sepneuron.distributed import shard
 from sepneuron.tuning import RULES
-from faults import inject_faults
 
 F64 = torch.float64
 STEPS = 10

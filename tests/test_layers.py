@@ -71,7 +71,7 @@ def test_layer_is_pure_and_its_fused_backward_equals_autograd_of_the_formula(kin
     params = (a, act.q, act.log_c, act.d)
     got = torch.autograd.grad(out, params, g)
     exp = torch.autograd.grad(want, params, g)
-    for x, y in zip(got, exp):
+    for x, y in zip(got, exp, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13)
     assert torch.autograd.gradgradcheck(lambda *p: act.__class__.forward(act, p[0]),
                                         (a[:2, :2].detach().requires_grad_(),))
@@ -95,7 +95,7 @@ def test_recorded_deltas_equal_autograd_wrt_preactivations(kind):
         expected = torch.autograd.grad(loss, preacts)
     for h in hooks:
         h.remove()
-    for act, exp in zip(model.activations(), expected):
+    for act, exp in zip(model.activations(), expected, strict=True):
         ((a, g),) = passes[act]
         delta = g * separated_slope(a, act.q.detach(), act.c.detach(), act.d.detach(), kind)
         torch.testing.assert_close(delta, exp, rtol=1e-12, atol=1e-12)

@@ -10,11 +10,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
+from capture import recorded_passes
 from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner
 from sepneuron.tuning import RULES, STAT_NAMES, Stats, compute_stats, downstream_sensitivity
 from sepneuron.tuning.rules import RuleContext, get_rule, newton_rule, paper_rule
-
-from capture import recorded_passes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,7 +91,7 @@ def test_relu_q_gradient_identity_from_half_sums():
     model = _mlp("relu", seed=3)
     x, y = _data(seed=4)
     stats = _reference_stats(model, lambda: ((model(x) - y) ** 2).sum())
-    for act, s in zip(model.activations(), stats):
+    for act, s in zip(model.activations(), stats, strict=True):
         cd = (act.c * act.d).detach()
         expected = cd * (s.S_R / (1 + cd) - s.S_L / (1 - cd))
         torch.testing.assert_close(expected, act.q.grad, rtol=1e-9, atol=1e-12)
@@ -104,12 +103,12 @@ def test_mean_reduction_rescales_recorded_gradients_to_sum_units():
     model = _mlp("softplus")
     x, y = _data()
     stats = _reference_stats(model, lambda: nn.functional.mse_loss(model(x), y), "mean")
-    for act, s in zip(model.activations(), stats):
+    for act, s in zip(model.activations(), stats, strict=True):
         torch.testing.assert_close(s.grad_d, act.d.grad * x.shape[0])
     tuner = SeparatedTuner(model, rule="gauss_newton", reduction="mean")   # the fast path
     model.zero_grad()
     nn.functional.mse_loss(model(x), y).backward()
-    for act, s, ref in zip(model.activations(), tuner.layer_stats(), stats):
+    for s, ref in zip(tuner.layer_stats(), stats, strict=True):
         torch.testing.assert_close(s.grad_d, ref.grad_d, rtol=1e-12, atol=1e-12)
 
 
@@ -223,7 +222,7 @@ def test_edge_cases_give_finite_bounded_steps(rule, kind):
         a_ = case.pop("a")
         act = _layer(kind, a_.shape[1], **case)
         before, after = _tuner_step(act, a_, r[: a_.shape[0]], rule, max_step=0.5)
-        for b, aft in zip(before, after):
+        for aft in after:
             assert bool(torch.isfinite(aft).all()), name
         dlogc = (after[1] - before[1]).abs()
         assert bool((dlogc <= 0.5 + 1e-12).all()), name

@@ -16,12 +16,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from capture import recorded_passes
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from sepneuron.diagnostics import dead_fractions
 from sepneuron.tuning import RULES, STAT_NAMES
 from sepneuron.tuning.needed import needed_stats
-
-from capture import recorded_passes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,7 +65,7 @@ def test_fast_statistics_equal_the_reference(rule, kind, tune_curvature):
     fast = tuner.layer_stats()
     names = needed_stats(rule, kind == "softplus" and tune_curvature, True)
     assert {"n", "u1", "u2", "r2"} <= names
-    for act, st in zip(model.activations(), fast):
+    for act, st in zip(model.activations(), fast, strict=True):
         ((a, g),) = passes[act]
         from sepneuron.tuning import compute_stats
         ref = compute_stats(a, g * a.shape[0], act.q.detach(), act.c.detach(), act.d.detach(),
@@ -101,12 +100,12 @@ def test_fast_steps_equal_reference_steps(rule, kind, batch):
             nn.functional.mse_loss(net(x[idx]), y[idx]).backward()
         tuner.step()
         ref_tuner.step()
-        for (name, p), r in zip(model.named_parameters(), twin.parameters()):
+        for (name, p), r in zip(model.named_parameters(), twin.parameters(), strict=True):
             if name.split(".")[-1] in ("q", "log_c", "d"):
                 _close(p.detach(), r.detach(), what=f"step {step} {name}")
         opt.step()
     moved = max(float((p.detach() - p0).abs().max())
-                for p, p0 in zip(model.activation_parameters(), start))
+                for p, p0 in zip(model.activation_parameters(), start, strict=True))
     assert moved > 1e-4                                                   # q, c, d moved
 
 
@@ -138,7 +137,8 @@ def test_nothing_is_recorded_inside_torch_func_transforms():
     residual_closure(model, x, y).residuals_and_jacobian(list(model.linear_parameters()))
     assert tuner.layer_stats() == [None, None]
     tuner.step()                                            # nothing recorded: no step
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), _mlp("softplus").parameters()))
+    fresh = _mlp("softplus").parameters()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), fresh, strict=True))
 
 
 def test_the_tuner_records_only_back_propagated_passes_and_releases_its_hooks():
@@ -175,7 +175,7 @@ def test_param_groups_are_matched_to_layers_by_their_parameters():
         nn.functional.mse_loss(model(x), y).backward()
         tuner.step()
         results.append([p.detach().clone() for p in model.parameters()])
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
     model = _mlp("relu")
     tuner = SeparatedTuner(model)

@@ -17,18 +17,20 @@ Backward, with ``g = dE/do`` and ``s = base'(v)`` (``sign v``, ``+1`` at 0, or `
 sums over every leading dimension. Autograd of the composed expression saves five tensors
 and makes about twelve passes over ``(batch, N)`` for the ReLU analog; this keeps ``a`` and
 ``u`` (ReLU) or ``v``, ``base(v)``, ``tanh(v/2)`` (SoftPlus) and makes three passes forward
-and seven back (the ReLU analog). The tuner reads these from the output's autograd node
-(:func:`saved_intermediates`) instead of recomputing them. Under ``create_graph`` (double backward) it recomputes them from
-``a`` so that second derivatives are right.
-It is a pure function (no side effects) and works under ``torch.func`` transforms
-(``vmap``, ``jacrev``, ``functional_call``): its backward is written in differentiable torch
-operations, and ``generate_vmap_rule`` lets ``vmap`` batch it.
+and seven back (the ReLU analog); on the CPU a large batch goes through in row blocks of
+about 64k elements, so that the temporaries stay in cache. The tuner reads the saved
+tensors from the output's autograd node (:func:`saved_intermediates`) instead of
+recomputing them. Under ``create_graph`` (double backward) they are recomputed from ``a``,
+differentiably, so that second derivatives are right. It is a pure function (no side
+effects) and works under ``torch.func`` transforms (``vmap``, ``jacrev``,
+``functional_call``): its backward is written in differentiable torch operations, and
+``generate_vmap_rule`` lets ``vmap`` batch it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -119,7 +121,7 @@ class _SeparatedFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: str):  # type: ignore[override]
+    def forward(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: str):
         blocks = _row_slices(a)
         if blocks is None:
             inner = _inner_no_grad(a, q, log_c, kind)
@@ -143,7 +145,7 @@ class _SeparatedFunction(torch.autograd.Function):
         ctx.save_for_backward(a, q, log_c, d, *inner)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor, *_unused: Any):  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor, *_unused: Any):
         need_a, need_q, need_c, need_d = ctx.needs_input_grad[:4]
         a, q, log_c, d, *inner = ctx.saved_tensors
         grad_enabled = torch.is_grad_enabled()
@@ -205,6 +207,6 @@ def saved_intermediates(node: Any) -> tuple[Tensor, ...] | None:
     if not isinstance(node, _SeparatedFunction._backward_cls):
         return None
     try:
-        return tuple(node.saved_tensors[4:])
+        return tuple(cast(Any, node).saved_tensors[4:])
     except RuntimeError:
         return None

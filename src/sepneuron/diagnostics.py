@@ -38,7 +38,7 @@ def dead_fractions(model: nn.Module, x: Tensor, *, tol: float = 1e-10) -> list[f
         for h in handles:
             h.remove()
     out = []
-    for m, a in zip(acts, inputs):
+    for m, a in zip(acts, inputs, strict=True):
         if isinstance(m, SeparatedActivation):  # the formula; no module call, no hooks run
             slope = separated_slope(a, m.q.detach(), m.c.detach(), m.d.detach(), m.kind)
         else:

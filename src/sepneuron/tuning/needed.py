@@ -142,17 +142,17 @@ def _softplus_stats(out, u, g, c, d, cd, names, bend, inner) -> None:
     v, base_saved, t = (u * c, None, None) if inner is None else inner
     if t is None:
         t = torch.tanh(0.5 * v)
-    sq_t = _sq(t) if names & {"r2", "qq"} else None
-    if "r2" in names:
+    if names & {"r2", "qq"}:
+        sq_t = _sq(t)
         out["r2"] = float(u.shape[0]) + 2 * cd * _total(t) + cd * cd * sq_t
+        out["qq"] = cd * cd * sq_t
     need_base = names & {"qd", "dd", "dc", "Jd_L", "Jd_R", "Jd_B"}
     base = (softplus_base(v) if base_saved is None else base_saved) if need_base else None
     w = v * t if names & {"qc", "dc", "cc", "Jc_L", "Jc_R", "Jc_B"} else None
-    if names & {"qq", "qd", "dd"}:
-        out["qq"] = cd * cd * sq_t
+    if base is not None and names & {"qd", "dd"}:
         out["qd"] = cd * _total(t * base)
         out["dd"] = _sq(base)
-    if w is not None and names & {"qc", "dc", "cc"}:
+    if base is not None and w is not None and names & {"qc", "dc", "cc"}:
         out["qc"] = cd * d * _total(t * w)
         out["dc"] = d * _total(base * w)
         out["cc"] = d * d * _sq(w)

@@ -273,7 +273,7 @@ class SeparatedTuner(Optimizer):
         rows = dict(rec.sums)
         scale = rec.rows / rec.passes if group["reduction"] == "mean" else 1.0
         names = self._names(m, group)
-        for name, p in zip(GRADIENT_STATS, (m.q, m.d, m.log_c)):
+        for name, p in zip(GRADIENT_STATS, (m.q, m.d, m.log_c), strict=True):
             if name in names:
                 rows[name] = p.grad.detach() * scale if p.grad is not None \
                     else torch.zeros_like(m.q.detach())
@@ -318,7 +318,7 @@ class SeparatedTuner(Optimizer):
         layers = [self._layer(g) for g in self.param_groups]
         flat = torch.cat([
             (st.data if st is not None else m.q.new_zeros(len(STAT_NAMES), m.num_neurons)).flatten()
-            for st, m in zip(stats, layers)
+            for st, m in zip(stats, layers, strict=True)
         ])
         torch.distributed.all_reduce(flat)
         out: list[Stats | None] = []
@@ -335,7 +335,8 @@ class SeparatedTuner(Optimizer):
         chain = self._mlp.activations()
         slopes = [None if m not in stats else (stats[m].r2 / stats[m].n.clamp_min(1.0)).sqrt()
                   for m in chain]
-        return dict(zip(chain, downstream_sensitivity(self._mlp, slopes, self._sens_mode)))
+        sens = downstream_sensitivity(self._mlp, slopes, self._sens_mode)
+        return dict(zip(chain, sens, strict=True))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -350,7 +351,7 @@ class SeparatedTuner(Optimizer):
                 loss = closure()
         groups = self.param_groups
         reduced = self._reduces()
-        by_layer = {self._layer(g): st for g, st in zip(groups, self.layer_stats())
+        by_layer = {self._layer(g): st for g, st in zip(groups, self.layer_stats(), strict=True)
                     if st is not None}
         sens = self._sensitivities(by_layer)
         for group in groups:
