@@ -34,7 +34,9 @@ from ..autograd import saved_intermediates
 from ..layers import SeparatedActivation, SeparatedMLP
 from .needed import GRADIENT_STATS, forward_stats, needed_stats, needs_g
 from .rules import RuleContext, get_rule
+from .sensitivity import downstream_sensitivity
 from .statistics import STAT_NAMES, Stats, compute_stats
+from .trust_region import trust_region
 
 __all__ = ["SeparatedTuner", "find_activations", "downstream_sensitivity"]
 
@@ -52,41 +54,6 @@ def find_activations(obj: nn.Module | Iterable[SeparatedActivation]) -> list[Sep
     if not all(isinstance(m, SeparatedActivation) for m in acts):
         raise ValueError("SeparatedTuner takes a module or an iterable of SeparatedActivation")
     return acts
-
-
-def downstream_sensitivity(
-    model: SeparatedMLP, mean_slopes: list[Tensor | None], mode: str = "diagonal"
-) -> list[Tensor]:
-    r"""Output sensitivity ``h_l`` of each hidden layer's neurons, shapes ``(N_l,)``.
-
-    ``M_l = W_out diag(r_{L-1}) W_{L-1} ... diag(r_{l+1}) W_{l+1}`` is the linearised map
-    from the outputs of hidden layer ``l`` to the network output, with ``r`` the RMS
-    slope ``do/da`` of each neuron over the batch (``mean_slopes``; ``None`` means 1).
-
-    * ``mode="diagonal"``: the Gauss-Newton diagonal ``h_i = ||M[:, i]||^2`` (exact for the
-      last hidden layer, an approximation further in). Each neuron's step then cancels the
-      residual as if it alone moved.
-    * ``mode="gershgorin"``: ``h_i = L sum_j |M[:, i] . M[:, j]|`` with ``L`` the number of
-      hidden layers: a Gershgorin bound of the coupling between the neurons of a layer
-      (they all move at once) and between layers. Steps scaled by it do not overshoot
-      when many neurons push the output the same way.
-    """
-    if mode not in ("diagonal", "gershgorin"):
-        raise ValueError(f"mode must be 'diagonal' or 'gershgorin', got {mode!r}")
-    linears = model.linears()
-    n_hidden = len(linears) - 1
-    sens: list[Tensor] = []
-    m = linears[-1].weight.detach()                             # (out, N_{L-1})
-    for layer in range(n_hidden - 1, -1, -1):
-        if mode == "diagonal":
-            sens.append((m * m).sum(0))
-        else:
-            sens.append(n_hidden * (m.T @ m).abs().sum(1))      # (N_l,)
-        if layer > 0:
-            r = mean_slopes[layer]
-            scaled = m if r is None else m * r.unsqueeze(0)
-            m = scaled @ linears[layer].weight.detach()           # (out, N_{l-1})
-    return sens[::-1]
 
 
 def _under_transform() -> bool:
@@ -367,7 +334,7 @@ class SeparatedTuner(Optimizer):
                 tune_curvature=group["tune_curvature"], damping=group["damping"],
             )
             dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
-            dq, dd, dlogc = _trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
+            dq, dd, dlogc = trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
             if reduced:  # a layer no rank recorded has n = 0: no step
                 seen = st.n > 0
                 dq, dd, dlogc = (torch.where(seen, x, torch.zeros_like(x)) for x in (dq, dd, dlogc))
@@ -380,28 +347,3 @@ class SeparatedTuner(Optimizer):
 
 
 _ALL = frozenset(STAT_NAMES)
-
-
-def _finite(x: Tensor) -> Tensor:
-    return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
-
-
-def _trust_region(dq, dd, dlogc, st: Stats, c, d, max_step: float):
-    """Clamp each step to the trust region of :class:`SeparatedTuner`; non-finite -> 0.
-
-    The bounds do not grow with the parameters themselves (no runaway):
-    ``|dq| <= max_step * scale(a)`` with ``scale`` the batch spread of ``a`` (floored at
-    ``1e-3`` of its RMS), ``|c dd| <= max_step`` (each asymptotic slope ``1 -+ c d``
-    moves by at most ``max_step``) and ``|dlog c| <= max_step``.
-    """
-    n = st.n.clamp_min(1.0)
-    mean_u = st.u1 / n
-    var_u = (st.u2 / n - mean_u * mean_u).clamp_min(0.0)
-    tiny = torch.finfo(c.dtype).eps
-    scale = torch.maximum(var_u.sqrt(), 1e-3 * (st.u2 / n).sqrt()) + tiny
-    bound_q = max_step * scale
-    bound_d = max_step / c
-    dq = torch.maximum(torch.minimum(_finite(dq), bound_q), -bound_q)
-    dd = torch.maximum(torch.minimum(_finite(dd), bound_d), -bound_d)
-    dlogc = _finite(dlogc).clamp(-max_step, max_step)
-    return dq, dd, dlogc
