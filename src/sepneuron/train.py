@@ -16,11 +16,10 @@ gives identical parameters.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -370,19 +369,6 @@ def _all_finite(loss: Tensor, ddp: bool) -> bool:
     return bool(flag.item() > 0)
 
 
-@contextlib.contextmanager
-def _capture_paused(model: nn.Module) -> Iterator[None]:
-    """Separated layers record no ``(a, dE/do)`` inside; what they recorded stays."""
-    layers = [m for m in model.modules() if isinstance(m, SeparatedActivation) and m._capture]
-    for m in layers:
-        m._capture = False
-    try:
-        yield
-    finally:
-        for m in layers:
-            m._capture = True
-
-
 def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
     """One optimizer (and tuner) step on the batch; returns the loss before the step
     (NaN when it was non-finite on any rank: then nothing was updated)."""
@@ -393,10 +379,9 @@ def _one_step(run: _Run, cfg: TrainConfig, xb: Tensor, yb: Tensor) -> Tensor:
         if tuner is not None:  # LM takes no backward pass of ours: make one for the tuner
             tuner.zero_grad()
             _loss_fn(model, xb, yb).backward()
-        # LM returns 0.5 ||r||^2 before its step; the MSE is ||r||^2 / numel. Its Jacobian
-        # passes (vmap) must not be recorded for the tuner: they would escape the vmap.
-        with _capture_paused(model):
-            loss = opt.step(residual_closure(model, xb, yb)) * 2 / yb.numel()
+        # LM returns 0.5 ||r||^2 before its step; the MSE is ||r||^2 / numel. The tuner
+        # records nothing of its Jacobian passes (torch.func) or trial passes (no grad).
+        loss = opt.step(residual_closure(model, xb, yb)) * 2 / yb.numel()
         ok = _all_finite(loss, run.ddp)
     else:
         def closure() -> Tensor:
