@@ -8,6 +8,8 @@
                     [--rule newton|paper|gauss_newton|grad|none] [--optimizer adam|sgd|lbfgs|lm]
                     [--lr --gamma --max-step --max-time S --batch-size B --eval-every N]
                     [--dtype float32|float64] [--device cpu] [--threads T]
+    sepneuron export MODEL.pt OUT.onnx [--dtype float64|float32]
+    sepneuron predict MODEL --data X.npz|X.npy|X.csv --out Y.npz|Y.npy|Y.csv [--chunk-rows N]
     sepneuron report DIR
     sepneuron tasks
     sepneuron methods
@@ -87,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .train_cli import add_parser as add_train_parser
 
     add_train_parser(sub)
+
+    from .export_cli import add_parser as add_export_parser
+    from .predict_cli import add_parser as add_predict_parser
+
+    add_export_parser(sub)
+    add_predict_parser(sub)
 
     r = sub.add_parser("report", help="rebuild report.md, results.csv and figures from DIR",
                        description="Rebuild DIR/report.md, DIR/results.csv and the PNG figures "
@@ -264,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "train":
             return _cmd_train(args)
+        if args.command in ("export", "predict"):
+            from . import export_cli, predict_cli
+
+            return (export_cli if args.command == "export" else predict_cli).run(args)
         return _cmd_bench(args, parser, argv)
     except BrokenPipeError:  # e.g. `sepneuron methods | head`
         sys.stdout = None  # nothing more to flush at exit

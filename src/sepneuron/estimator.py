@@ -323,3 +323,30 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
                 outs.append(self.model_(xb).to("cpu", torch.float64).numpy())
         pred = np.concatenate(outs) * self.y_scale_ + self.y_mean_    # (n, k)
         return pred[:, 0] if self._y_1d else pred
+
+    # -- export -----------------------------------------------------------------------------
+    def export_onnx(self, path, *, dtype: str | None = None):
+        """Write the fitted model to ``path`` as ONNX: raw ``X`` ``(batch, n_features_in_)``
+        in, predictions in the units and shape of ``y`` out (standardisation included).
+
+        ``dtype``: ``"float64"`` or ``"float32"``, the graph's precision (default: the
+        training dtype). The file's metadata hold the names, sizes, sepneuron version and
+        the final training RMSE (standardised units). Needs ``onnx``
+        (``pip install sepneuron[onnx]``); see :mod:`sepneuron.export`. Returns the path.
+        """
+        from .export import save_onnx, to_onnx
+
+        check_is_fitted(self)
+        h = self.history_
+        meta: dict[str, Any] = {
+            "train_rmse": h.train_rmse[-1] if h.train_rmse else float("nan"),
+            "rmse_units": "standardised (fraction of the target's standard deviation)",
+            "steps": self.n_iter_,
+        }
+        if hasattr(self, "feature_names_in_"):
+            meta["feature_names"] = ",".join(map(str, self.feature_names_in_))
+        proto = to_onnx(self.model_, x_mean=self.x_mean_, x_scale=self.x_scale_,
+                        y_mean=self.y_mean_, y_scale=self.y_scale_,
+                        dtype=self.dtype if dtype is None else dtype,
+                        squeeze_output=self._y_1d, metadata=meta)
+        return save_onnx(proto, path)

@@ -295,6 +295,8 @@ def _save(out: Path, model, cfg, model_args: dict, data: dict, history) -> Path:
         "config": asdict(cfg),
         "data": data,
         "steps": history.steps_done,
+        "final": {"train_rmse": history.train_rmse[-1] if history.train_rmse else None,
+                  "test_rmse": history.test_rmse[-1] if history.test_rmse else None},
     }
     atomic_save(payload, out)
     hist = history_path(out)

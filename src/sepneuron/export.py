@@ -1,0 +1,339 @@
+"""ONNX export of a trained network, standardisation included.
+
+The graph is built directly with ``onnx.helper`` from the module's weights (no tracing):
+one *emitter* per module type writes the standard ONNX operators that compute that
+module's forward pass. For an input ``X`` ``(batch, m)`` in the user's units the graph is::
+
+    Z = (X - x_mean) / x_scale                    # skipped without a standardisation
+    H = network(Z)                                 # Linear -> activation ... -> Linear
+    Y = H * y_scale + y_mean                       # (batch, k); (batch,) with squeeze_output
+
+Emitters (:data:`EMITTERS`; add one with :func:`register_emitter`):
+
+* ``nn.Linear``: ``Gemm(x, W, b, transB=1)``.
+* :class:`~sepneuron.layers.SeparatedActivation`, ``v = c (a + q)``: the ReLU analog
+  ``a + d |v|`` (``Abs``); the SoftPlus analog
+  ``a + d (|v| + 2 log(1 + exp(-|v|)) - 2 ln 2)`` (``Abs``, ``Exp``, ``Log``), the
+  overflow-free formula of :mod:`sepneuron.functional` (ONNX has no ``Log1p``; the
+  absolute error of ``log(1 + t)`` for ``t <= 1`` is one rounding, 1e-16 in float64).
+* Plain activations: ``ReLU``, ``Tanh``, ``Sigmoid``, ``LeakyReLU``, ``SiLU`` (``x
+  Sigmoid(x)``), ``Softplus`` (``beta``, ``threshold`` as in torch; built from ``Exp``
+  and ``Log`` because onnxruntime has no float64 ``Softplus`` kernel), ``Identity``.
+* Containers: ``nn.Sequential`` and :class:`~sepneuron.layers.LinearStack` (so
+  :class:`~sepneuron.layers.SeparatedMLP` and :class:`~sepneuron.baselines.PlainMLP`).
+
+A module is matched by its type or the nearest registered base class whose ``forward``
+it does not override; anything else raises ``ValueError`` naming the module. The batch
+dimension is dynamic; the graph is float64 or float32 (weights rounded to it).
+``onnx`` is an optional dependency (``pip install sepneuron[onnx]``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .layers import LinearStack, SeparatedActivation
+
+__all__ = ["EMITTERS", "OnnxGraph", "register_emitter", "emit", "to_onnx", "save_onnx"]
+
+OPSET = 17      # operators used exist since opset 13; 17 is read by every current runtime
+IR_VERSION = 8  # the IR version of opset 17 (newer IR versions are refused by older runtimes)
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:  # pragma: no cover - exercised only without onnx
+        raise ImportError("ONNX export needs the onnx package: pip install sepneuron[onnx]") from None
+    return onnx
+
+
+class OnnxGraph:
+    """The nodes and constant tensors of a graph being built, all in one float ``dtype``.
+
+    :meth:`const` adds a constant (rounded to the graph's dtype) and :meth:`op` a node; both
+    return the name of their output, so emitters read like the formulas they implement.
+    """
+
+    def __init__(self, dtype: str = "float64") -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
+        self.dtype = dtype
+        self.np_dtype = np.dtype(_DTYPES[dtype])
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def _name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, value: Any, hint: str = "const") -> str:
+        """A constant tensor (scalar, vector or matrix; a torch tensor or array-like)."""
+        onnx = _onnx()
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        arr = np.asarray(value, dtype=self.np_dtype)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"cannot export {hint}: it holds NaN or Inf")
+        name = self._name(hint)
+        self.initializers.append(onnx.numpy_helper.from_array(arr, name))
+        return name
+
+    def const_int64(self, values: list[int], hint: str) -> str:
+        """A constant int64 vector (shapes, axes)."""
+        onnx = _onnx()
+        name = self._name(hint)
+        self.initializers.append(onnx.numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
+        """Append node ``op_type(inputs)`` with ``attrs``; returns its output's name."""
+        onnx = _onnx()
+        out = self._name(op_type.lower())
+        self.nodes.append(onnx.helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+Emitter = Callable[[OnnxGraph, Any, str], str]
+EMITTERS: dict[type, Emitter] = {}
+"""Module type -> ``emitter(graph, module, x) -> y``: the ONNX nodes of ``module(x)``."""
+
+
+def register_emitter(cls: type) -> Callable[[Emitter], Emitter]:
+    """Decorator: use the function for modules of type ``cls`` (and subclasses that keep
+    its ``forward``)."""
+    def add(fn: Emitter) -> Emitter:
+        EMITTERS[cls] = fn
+        return fn
+    return add
+
+
+def emit(g: OnnxGraph, module: nn.Module, x: str) -> str:
+    """The nodes of ``module(x)``; ``ValueError`` for a module without an emitter."""
+    for cls in type(module).__mro__:
+        fn = EMITTERS.get(cls)
+        if fn is None:
+            continue
+        if cls is type(module) or getattr(type(module), "forward", None) is getattr(cls, "forward"):
+            return fn(g, module, x)
+        break  # a subclass that computes something else: refuse rather than guess
+    known = ", ".join(sorted(c.__name__ for c in EMITTERS))
+    raise ValueError(f"cannot export {type(module).__qualname__} to ONNX: no emitter for it "
+                     f"(supported modules: {known})")
+
+
+# -- emitters ---------------------------------------------------------------------------------
+
+
+@register_emitter(nn.Linear)
+def _linear(g: OnnxGraph, m: nn.Linear, x: str) -> str:
+    inputs = [x, g.const(m.weight, "weight")]  # (out, in): Gemm computes x W^T + b
+    if m.bias is not None:
+        inputs.append(g.const(m.bias, "bias"))
+    return g.op("Gemm", *inputs, transB=1)
+
+
+@register_emitter(SeparatedActivation)
+def _separated(g: OnnxGraph, m: SeparatedActivation, a: str) -> str:
+    with torch.no_grad():
+        c = m.c  # exp(log_c) in the module's dtype, as its forward computes it
+    v = g.op("Mul", g.const(c, "c"), g.op("Add", a, g.const(m.q, "q")))
+    av = g.op("Abs", v)
+    if m.kind == "relu":
+        phi = av
+    else:  # |v| + 2 log(1 + exp(-|v|)) - 2 ln 2 = 2 ln cosh(v / 2)
+        soft = g.op("Log", g.op("Add", g.const(1.0, "one"), g.op("Exp", g.op("Neg", av))))
+        phi = g.op("Sub", g.op("Add", av, g.op("Mul", g.const(2.0, "two"), soft)),
+                   g.const(2.0 * math.log(2.0), "two_ln2"))
+    return g.op("Add", a, g.op("Mul", g.const(m.d, "d"), phi))
+
+
+@register_emitter(nn.ReLU)
+def _relu(g: OnnxGraph, m: nn.Module, x: str) -> str:
+    return g.op("Relu", x)
+
+
+@register_emitter(nn.Tanh)
+def _tanh(g: OnnxGraph, m: nn.Module, x: str) -> str:
+    return g.op("Tanh", x)
+
+
+@register_emitter(nn.Sigmoid)
+def _sigmoid(g: OnnxGraph, m: nn.Module, x: str) -> str:
+    return g.op("Sigmoid", x)
+
+
+@register_emitter(nn.SiLU)
+def _silu(g: OnnxGraph, m: nn.Module, x: str) -> str:
+    return g.op("Mul", x, g.op("Sigmoid", x))
+
+
+@register_emitter(nn.LeakyReLU)
+def _leaky_relu(g: OnnxGraph, m: nn.LeakyReLU, x: str) -> str:
+    return g.op("LeakyRelu", x, alpha=float(m.negative_slope))
+
+
+@register_emitter(nn.Softplus)
+def _softplus(g: OnnxGraph, m: nn.Softplus, x: str) -> str:
+    """torch: ``x`` where ``beta x > threshold``, else ``log(1 + exp(beta x)) / beta``,
+    here as ``(max(bx, 0) + log(1 + exp(-|bx|))) / beta`` (no overflow)."""
+    beta = float(m.beta)
+    bx = x if beta == 1.0 else g.op("Mul", x, g.const(beta, "beta"))
+    tail = g.op("Log", g.op("Add", g.const(1.0, "one"), g.op("Exp", g.op("Neg", g.op("Abs", bx)))))
+    soft = g.op("Add", g.op("Relu", bx), tail)
+    if beta != 1.0:
+        soft = g.op("Div", soft, g.const(beta, "beta"))
+    above = g.op("Greater", bx, g.const(float(m.threshold), "threshold"))
+    return g.op("Where", above, x, soft)
+
+
+@register_emitter(nn.Identity)
+def _identity(g: OnnxGraph, m: nn.Module, x: str) -> str:
+    return x
+
+
+@register_emitter(nn.Sequential)
+def _sequential(g: OnnxGraph, m: nn.Sequential, x: str) -> str:
+    for child in m:
+        x = emit(g, child, x)
+    return x
+
+
+@register_emitter(LinearStack)
+def _linear_stack(g: OnnxGraph, m: LinearStack, x: str) -> str:
+    return emit(g, m.net, x)
+
+
+# -- the model --------------------------------------------------------------------------------
+
+
+def _io_sizes(model: nn.Module) -> tuple[int, int]:
+    """``(in_features, out_features)``: the model's attributes, else its first and last Linear."""
+    n_in, n_out = getattr(model, "in_features", None), getattr(model, "out_features", None)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if n_in is None and linears:
+        n_in = linears[0].in_features
+    if n_out is None and linears:
+        n_out = linears[-1].out_features
+    if not (isinstance(n_in, int) and isinstance(n_out, int)):
+        raise ValueError(f"cannot tell the input and output sizes of {type(model).__qualname__}: "
+                         "give it in_features and out_features attributes")
+    return n_in, n_out
+
+
+def _vector(value: Any, n: int, name: str, *, positive: bool = False) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {np.shape(value)}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+    if positive and not (arr > 0).all():
+        raise ValueError(f"{name} must be > 0")
+    return arr
+
+
+def to_onnx(
+    model: nn.Module,
+    *,
+    x_mean: Any = None,
+    x_scale: Any = None,
+    y_mean: Any = None,
+    y_scale: Any = None,
+    dtype: str = "float64",
+    squeeze_output: bool = False,
+    input_name: str = "X",
+    output_name: str = "y",
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """The ``onnx.ModelProto`` of ``Y = model((X - x_mean) / x_scale) * y_scale + y_mean``.
+
+    ``X`` is ``(batch, in_features)`` and ``Y`` ``(batch, out_features)`` (``(batch,)`` with
+    ``squeeze_output`` for one output), both of ``dtype``, the batch size dynamic. The four
+    vectors are optional (``None``: no shift / no scaling) and have the model's input or output
+    width; scales must be positive. ``metadata`` goes into the file's ``metadata_props`` (as
+    strings) beside ``sepneuron_version``, ``input_name``, ``output_name``, ``n_features``,
+    ``n_outputs``, ``dtype`` and ``model``. The model is checked with ``onnx.checker``.
+    """
+    onnx = _onnx()
+    from onnx import helper
+
+    from . import __version__
+
+    n_in, n_out = _io_sizes(model)
+    if squeeze_output and n_out != 1:
+        raise ValueError(f"squeeze_output needs one output, the model has {n_out}")
+    if not (input_name and output_name and input_name != output_name):
+        raise ValueError("input_name and output_name must be two different non-empty strings")
+    x_mean, x_scale = _vector(x_mean, n_in, "x_mean"), _vector(x_scale, n_in, "x_scale", positive=True)
+    y_mean, y_scale = _vector(y_mean, n_out, "y_mean"), _vector(y_scale, n_out, "y_scale", positive=True)
+    g = OnnxGraph(dtype)
+    h = input_name
+    if x_mean is not None:
+        h = g.op("Sub", h, g.const(x_mean, "x_mean"))
+    if x_scale is not None:
+        h = g.op("Div", h, g.const(x_scale, "x_scale"))
+    h = emit(g, model, h)
+    if y_scale is not None:
+        h = g.op("Mul", h, g.const(y_scale, "y_scale"))
+    if y_mean is not None:
+        h = g.op("Add", h, g.const(y_mean, "y_mean"))
+    if squeeze_output:
+        h = g.op("Squeeze", h, g.const_int64([1], "axis"))
+    g.nodes.append(helper.make_node("Identity", [h], [output_name]))
+
+    elem = onnx.helper.np_dtype_to_tensor_dtype(g.np_dtype)
+    out_shape = ["batch"] if squeeze_output else ["batch", n_out]
+    graph = helper.make_graph(
+        g.nodes, "sepneuron", [helper.make_tensor_value_info(input_name, elem, ["batch", n_in])],
+        [helper.make_tensor_value_info(output_name, elem, out_shape)], g.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="sepneuron", producer_version=__version__)
+    proto.ir_version = IR_VERSION
+    proto.doc_string = (f"{type(model).__name__}: {input_name} (batch, {n_in}) -> {output_name} "
+                        f"({'batch' if squeeze_output else f'batch, {n_out}'}), {dtype}, "
+                        "standardisation included")
+    props = {"sepneuron_version": __version__, "input_name": input_name,
+             "output_name": output_name, "n_features": n_in, "n_outputs": n_out,
+             "dtype": dtype, "model": _describe(model)}
+    props.update(metadata or {})
+    helper.set_model_props(proto, {str(k): _text(v) for k, v in props.items()})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else "nan"
+    return str(v)
+
+
+def _describe(model: nn.Module) -> str:
+    """``SeparatedMLP 2 -> 29,29 -> 1 (softplus)``-like, for the metadata."""
+    name = type(model).__name__
+    hidden = getattr(model, "hidden_sizes", None)
+    if hidden is None:
+        return name
+    n_in, n_out = _io_sizes(model)
+    act = getattr(model, "kind", None) or getattr(model, "activation", None)
+    return f"{name} {n_in} -> {','.join(map(str, hidden))} -> {n_out}" + (f" ({act})" if act else "")
+
+
+def save_onnx(proto: Any, path: str | os.PathLike) -> Path:
+    """Write ``proto`` to ``path`` atomically (:func:`sepneuron.checkpoint.atomic_open`)."""
+    from .checkpoint import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        f.write(proto.SerializeToString())
+    return Path(path)
