@@ -16,15 +16,19 @@ Emitters (:data:`EMITTERS`; add one with :func:`register_emitter`):
   ``a + d (|v| + 2 log(1 + exp(-|v|)) - 2 ln 2)`` (``Abs``, ``Exp``, ``Log``), the
   overflow-free formula of :mod:`sepneuron.functional` (ONNX has no ``Log1p``; the
   absolute error of ``log(1 + t)`` for ``t <= 1`` is one rounding, 1e-16 in float64).
-* Plain activations: ``ReLU``, ``Tanh``, ``Sigmoid``, ``LeakyReLU``, ``SiLU`` (``x
-  Sigmoid(x)``), ``Softplus`` (``beta``, ``threshold`` as in torch; built from ``Exp``
+* Plain activations: ``ReLU``, ``Tanh``, ``Sigmoid``, ``LeakyReLU`` (``Where``: ONNX's
+  ``LeakyRelu`` keeps its slope in float32), ``SiLU`` (``x Sigmoid(x)``), ``Softplus`` (``beta``, ``threshold`` as in torch; built from ``Exp``
   and ``Log`` because onnxruntime has no float64 ``Softplus`` kernel), ``Identity``.
 * Containers: ``nn.Sequential`` and :class:`~sepneuron.layers.LinearStack` (so
   :class:`~sepneuron.layers.SeparatedMLP` and :class:`~sepneuron.baselines.PlainMLP`).
 
 A module is matched by its type or the nearest registered base class whose ``forward``
 it does not override; anything else raises ``ValueError`` naming the module. The batch
-dimension is dynamic; the graph is float64 or float32 (weights rounded to it).
+dimension is dynamic; the graph is float64 or float32 (weights rounded to it). A float32
+graph agrees with the float64 model to about 1e-6..1e-5 of the target's spread while the
+network is well conditioned; where separated slopes ``1 +- c d`` reach the hundreds (seen
+with the SoftPlus analog and ``gauss_newton``), every float32 evaluation, torch's too, loses
+as many digits more: export float64 then.
 ``onnx`` is an optional dependency (``pip install sepneuron[onnx]``).
 """
 
@@ -180,7 +184,9 @@ def _silu(g: OnnxGraph, m: nn.Module, x: str) -> str:
 
 @register_emitter(nn.LeakyReLU)
 def _leaky_relu(g: OnnxGraph, m: nn.LeakyReLU, x: str) -> str:
-    return g.op("LeakyRelu", x, alpha=float(m.negative_slope))
+    # not ONNX LeakyRelu: its alpha is a float32 attribute, 2e-10 off the slope in float64
+    above = g.op("Greater", x, g.const(0.0, "zero"))
+    return g.op("Where", above, x, g.op("Mul", x, g.const(float(m.negative_slope), "slope")))
 
 
 @register_emitter(nn.Softplus)
