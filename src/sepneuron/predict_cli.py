@@ -1,7 +1,7 @@
 """``sepneuron predict MODEL --data X --out Y``: predictions of a trained model, streamed.
 
     sepneuron predict MODEL --data X.npz|X.npy|X.csv --out Y.npz|Y.npy|Y.csv
-                      [--key X] [--chunk-rows N] [--threads T]
+                      [--key X] [--chunk-rows N] [--threads 1]
 
 ``MODEL`` is a file written by ``sepneuron train --out`` (``.pt``) or by ``sepneuron
 export`` (``.onnx``, evaluated by onnxruntime). The input is read and the output written a
@@ -56,8 +56,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="array of an .npz input (default X; an archive of one array: that one)")
     p.add_argument("--chunk-rows", type=_positive_int, default=65536, metavar="N",
                    help="rows per chunk (default 65536)")
-    p.add_argument("--threads", type=_positive_int, metavar="T",
-                   help="torch / onnxruntime threads (default: the library's)")
+    p.add_argument("--threads", type=_positive_int, default=1, metavar="T",
+                   help="torch / onnxruntime threads (default 1: a small network's elementwise "
+                   "work runs no faster on more threads of a busy machine)")
     return p
 
 

@@ -2,12 +2,12 @@
 
 What is streamed (memory is one chunk of rows, not the file):
 
-* ``.npy``: memory-mapped (``np.load(mmap_mode="r")``), read a chunk at a time.
-* ``.npz``: the member ``KEY.npy`` is read through its zip stream, a chunk at a time,
-  whether the archive is stored (``np.savez``) or compressed (``np.savez_compressed``):
-  members of an archive cannot be memory-mapped, but they can be decompressed
-  incrementally. A Fortran-ordered member (rare; ``np.savez`` of a transposed array) is
-  read whole.
+* ``.npy``: the header, then a chunk of rows at a time with plain reads (no memory map:
+  mapped pages would count in the resident memory as the file is read).
+* ``.npz``: the member ``KEY.npy`` is read through its zip stream the same way, whether
+  the archive is stored (``np.savez``) or compressed (``np.savez_compressed``): members
+  of an archive cannot be memory-mapped, but they can be decompressed incrementally.
+* A Fortran-ordered array (rare; ``np.save`` of a transposed array) is read whole.
 * ``.csv``: comma separated, an optional header line of names, ``#`` comments and blank
   lines skipped; parsed a chunk of lines at a time.
 
@@ -18,12 +18,13 @@ advance (a ``.csv`` input) the rows are spooled to a temporary file beside the o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -71,15 +72,7 @@ def open_rows(path: str | os.PathLike, key: str = "X") -> RowSource:
     if fmt == ".csv":
         return _open_csv(p)
     if fmt == ".npy":
-        try:
-            arr = np.load(p, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"--data {p}: cannot read it as .npy ({e})") from None
-        _check_numeric(arr.dtype, arr.ndim, p)
-        arr = arr.reshape(-1, 1) if arr.ndim == 1 else arr
-        return RowSource(p, arr.shape[1], arr.shape[0], None,
-                         lambda rows: (np.asarray(arr[i:i + rows], dtype=np.float64)
-                                       for i in range(0, arr.shape[0], rows)))
+        return _open_npy(p, lambda: open(p, "rb"), "")
     return _open_npz_member(p, key)
 
 
@@ -95,20 +88,34 @@ def _open_npz_member(p: Path, key: str) -> RowSource:
     try:
         with zipfile.ZipFile(p) as zf:
             names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-            if key not in names and len(names) == 1:
-                key = names[0]  # a single array: whatever its name
-            if key not in names:
-                raise ValueError(f"--data {p}: no array {key!r} (it has: "
-                                 f"{', '.join(sorted(names)) or 'nothing'}; see --key)")
-            with zf.open(key + ".npy") as f:
-                shape, fortran, dtype = _npy_header(f)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, OSError) as e:
         raise ValueError(f"--data {p}: cannot read it as .npz ({type(e).__name__}: {e})") from None
+    if key not in names and len(names) == 1:
+        key = names[0]  # a single array: whatever its name
+    if key not in names:
+        raise ValueError(f"--data {p}: no array {key!r} (it has: "
+                         f"{', '.join(sorted(names)) or 'nothing'}; see --key)")
+
+    @contextlib.contextmanager
+    def member() -> Iterator[IO[bytes]]:
+        with zipfile.ZipFile(p) as zf, zf.open(key + ".npy") as f:
+            yield f
+
+    return _open_npy(p, member, f"array {key!r} ")
+
+
+def _open_npy(p: Path, opener: Callable[[], Any], what: str) -> RowSource:
+    """Rows of the .npy stream that ``opener()`` opens (a file, or a member of an archive)."""
+    try:
+        with opener() as f:
+            shape, fortran, dtype = _npy_header(f)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise ValueError(f"--data {p}: cannot read {what}as .npy ({type(e).__name__}: {e})") from None
     _check_numeric(dtype, len(shape), p)
     n_rows, n_cols = shape[0], (shape[1] if len(shape) == 2 else 1)
 
     def chunks(rows: int) -> Iterator[np.ndarray]:
-        with zipfile.ZipFile(p) as zf, zf.open(key + ".npy") as f:
+        with opener() as f:
             _npy_header(f)
             if fortran and len(shape) == 2:  # column-major: rows are not contiguous
                 whole = np.frombuffer(f.read(), dtype=dtype).reshape(shape, order="F")
@@ -120,7 +127,7 @@ def _open_npz_member(p: Path, key: str) -> RowSource:
                 want = min(rows, n_rows - i)
                 buf = f.read(want * row_bytes)
                 if len(buf) != want * row_bytes:
-                    raise ValueError(f"--data {p}: array {key!r} is truncated")
+                    raise ValueError(f"--data {p}: {what}is truncated")
                 yield np.frombuffer(buf, dtype=dtype).reshape(want, n_cols).astype(np.float64)
 
     return RowSource(p, n_cols, n_rows, None, chunks)
