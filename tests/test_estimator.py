@@ -165,7 +165,22 @@ def test_silent_by_default_and_verbose_prints_progress(capsys):
     assert capsys.readouterr().out == ""
     _small(random_state=0, verbose=True).fit(X, y)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 10 and "train RMSE" in lines[-1] and "step     20" in lines[-1]
+    evals = [line for line in lines if line.startswith("step ")]
+    assert len(evals) >= 10 and "RMSE at step 20: train" in evals[-1]
+    assert evals[-1].startswith("step 20/20")
+    assert lines[-1].startswith("done: 20 steps") and "(stopped by steps)" in lines[-1]
+
+
+def test_verbose_reports_every_few_seconds_when_max_time_stops_early(capsys):
+    """max_time ends training long before the first of the ten evaluations: the lines come
+    from the clock (every 2 s), and the summary names the stop."""
+    X, y = _data(30)
+    _small(random_state=0, verbose=True, max_steps=10**7, max_time=2.5).fit(X, y)
+    lines = capsys.readouterr().out.strip().splitlines()
+    timed = [line for line in lines if line.startswith("step ") and "/10000000" in line]
+    assert len(timed) >= 2  # step 0's evaluation, then the clock's line after 2 s
+    assert "left" in timed[-1] and "loss" in timed[-1]
+    assert lines[-1].startswith("done: ") and "(stopped by max_time)" in lines[-1]
 
 
 def test_pickle_round_trip_predicts_the_same():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from .fingerprint import CheckpointMismatchError
 from .functional import KINDS
 from .layers import SeparatedMLP
 from .scaling import standardize, standardizer
+from .progress import TrainingProgress
 from .train import History, TrainConfig, fit
 
 try:
@@ -125,7 +127,9 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         random_state: ``None``, an int or a ``numpy.random.RandomState``; it draws the seed
             of a ``torch.Generator`` for the initial weights and the seed of the mini-batch
             sampler. Nothing global is seeded. The same int gives the same predictions.
-        verbose: print the training RMSE ten times during ``fit``.
+        verbose: print progress to stdout during ``fit``: the step, loss and training RMSE
+            (standardised units) and the time left, at each of ten evaluations and at least
+            every 2 s (also when ``max_time`` ends training early), then a summary line.
         checkpoint_path: write a checkpoint there (atomically) every ``checkpoint_every``
             steps and at the end; ``None``: none.
         checkpoint_every: steps between checkpoints (``0``: only at the end).
@@ -286,14 +290,20 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         model = SeparatedMLP(X.shape[1], hidden, self.n_outputs_, kind=self.kind, dtype=dt,
                              generator=torch.Generator().manual_seed(weight_seed))
         Xt, yt = torch.tensor(Xs, dtype=dt), torch.tensor(ys, dtype=dt)
+        progress = None
+        if self.verbose:  # a line per evaluation and at least every 2 s, then a summary
+            progress = TrainingProgress(steps=cfg.steps, max_time=cfg.max_time, stream=sys.stdout,
+                                        bar=False, every=2.0, on_eval=True)
         try:
-            history = fit(model, Xt, yt, cfg, callback=self._report if self.verbose else None)
+            history = fit(model, Xt, yt, cfg, progress=progress)
         except CheckpointWriteError as e:
             self._set_fitted(model, e.history)  # keep what was trained, then say why it stopped
             raise
         except CheckpointMismatchError as e:
             raise _rename_mismatch(e) from None
         self._set_fitted(model, history)
+        if progress is not None:
+            progress.close(history, summary=True)
         return self
 
     def _set_fitted(self, model: SeparatedMLP, history: History) -> None:
@@ -301,11 +311,6 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         self.history_: History = history
         self.loss_curve_ = list(history.loss)
         self.n_iter_ = history.steps_done
-
-    @staticmethod
-    def _report(step: int, history: History) -> None:
-        print(f"step {step:6d}  train RMSE {history.train_rmse[-1]:.4g} (standardised)  "
-              f"{history.eval_time[-1]:.1f} s", flush=True)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:

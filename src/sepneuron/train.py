@@ -278,11 +278,14 @@ def fit(
     X_test: Tensor | None = None,
     y_test: Tensor | None = None,
     callback: Callable[[int, History], bool | None] | None = None,
+    progress: Callable[[History], None] | None = None,
 ) -> History:
     """Train ``model`` on ``(X, y)`` (shapes ``(n, in)``, ``(n, out)``) as ``config`` says.
 
     ``model`` is moved to ``config.device`` and ``config.dtype`` in place. ``callback(step,
     history)`` runs after each evaluation; returning ``True`` stops training.
+    ``progress(history)`` runs after every step (keep it cheap; e.g.
+    :class:`sepneuron.progress.TrainingProgress`).
     Returns the :class:`History`; the trained parameters are in ``model``.
 
     ``model`` may be a ``DistributedDataParallel`` wrapper (built on ``config.device`` and
@@ -347,7 +350,7 @@ def fit(
     for c in conditioners:
         c.attach(model)
     try:
-        _train(run, cfg, X, y, X_test, y_test, callback, save)
+        _train(run, cfg, X, y, X_test, y_test, callback, save, progress)
     finally:
         for c in conditioners:
             c.detach()
@@ -445,7 +448,8 @@ def _truncate(h: History, steps: int) -> None:
         del getattr(h, name)[keep:]  # lists not recorded stay empty
 
 
-def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, save) -> None:
+def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, save,
+           progress=None) -> None:
     h = run.history
     n = X.shape[0]
     elapsed = h.time[-1] if h.time else 0.0
@@ -499,6 +503,8 @@ def _train(run: _Run, cfg: TrainConfig, X, y, X_test, y_test, callback, save) ->
                 break
         if save is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             save()
+        if progress is not None:
+            progress(h)
     if h.eval_step[-1] != h.steps_done:
         _evaluate(run, cfg, X, y, X_test, y_test, elapsed)
     if save is not None:

@@ -1,7 +1,8 @@
 """``sepneuron train``: train one separated MLP from the command line, with checkpoints.
 
     sepneuron train (--task NAME | --data FILE.npz) --checkpoint PATH [--checkpoint-every N]
-                    [--resume] [--steps N] [--out model.pt] [model and optimizer options]
+                    [--resume] [--steps N] [--out model.pt] [--plot DIR]
+                    [--progress auto|bar|lines|none] [model and optimizer options]
 
 Data: a registered task (``tasks.make_data`` with ``--seed``), or an ``.npz`` file with
 arrays ``X`` ``(n, features)``, ``y`` ``(n, outputs)`` (1-D arrays are read as one
@@ -12,6 +13,9 @@ The weights are drawn from ``torch.Generator().manual_seed(seed)``, as in the be
 end; ``--resume`` continues from it, so ``--steps N`` then ``--steps 2N --resume`` ends
 with the same parameters, bit for bit, as ``--steps 2N`` straight. ``--out`` gets the final
 model (:func:`load_model` reads it back) and ``<out>.history.json`` the :class:`History`.
+Progress goes to stderr (a tqdm bar on a terminal, a line every ``--progress-every``
+seconds otherwise; :mod:`sepneuron.progress`); ``--plot DIR`` draws the run
+(:mod:`sepneuron.fit_plots`).
 """
 
 from __future__ import annotations
@@ -144,6 +148,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "state, step sizes included, is used)")
     t.add_argument("--out", metavar="FILE",
                    help="write the final model here and its history to <FILE>.history.json")
+    t.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
+                   help="progress on stderr: a bar (step, loss, RMSE, time left), plain lines, "
+                   "or none (default auto: a bar on a terminal, else lines)")
+    t.add_argument("--progress-every", type=_positive_float, default=10.0, metavar="S",
+                   help="seconds between plain progress lines (default 10)")
+    t.add_argument("--plot", metavar="DIR",
+                   help="write learning_curve.png and, for 1-D/2-D inputs, fit.png and error.png "
+                   "to DIR (needs matplotlib)")
     return t
 
 
@@ -400,6 +412,11 @@ def _run(args: argparse.Namespace) -> int:
         raise _Fail("--n-train and --n-test apply to --task only (--data gives the points)")
     cfg = _config(args)
     _check_device(cfg.device)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401 - fail before training, not after it
+        except ImportError:
+            raise _Fail("--plot needs matplotlib: pip install sepneuron[bench]") from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     dtype = cfg.torch_dtype
@@ -433,8 +450,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sepneuron train: {ckpt} exists and will be overwritten (--resume continues "
               "from it)", file=sys.stderr)
     before = _stamp(ckpt)
+    progress = _progress(args, cfg)
     try:
-        history = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
+        history = fit(model, X, y, cfg, X_test=Xt, y_test=yt, progress=progress)
     except ValueError as e:
         raise _Fail(str(e)) from None
     except FloatingPointError as e:
@@ -448,8 +466,51 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nsepneuron train: interrupted; {_last_checkpoint(ckpt, before, resumed_at)} "
               "(--resume continues from the checkpoint)", file=sys.stderr)
         return 130
+    finally:
+        if progress is not None:
+            progress.close()
     _report(history, model, data, ckpt, resumed_at)
     if args.out:
         hist = _save(Path(args.out), model, cfg, model_args, data, history)
         print(f"wrote {args.out} and {hist}")
+    if args.plot:
+        paths = _plot(args, model, history, X, y)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _progress(args: argparse.Namespace, cfg):
+    """The progress reporter ``--progress`` asks for (on stderr), or None."""
+    from .progress import TrainingProgress
+
+    if args.progress == "none":
+        return None
+    bar = {"auto": None, "bar": True, "lines": False}[args.progress]
+    return TrainingProgress(cfg.steps, cfg.max_time, stream=sys.stderr, bar=bar,
+                            every=args.progress_every, prefix="sepneuron train: ")
+
+
+def _plot(args: argparse.Namespace, model, history, X, y) -> list[Path]:
+    """The pictures of ``--plot``: for a task, the error against its function on its box."""
+    import numpy as np
+    import torch
+
+    from .fit_plots import plot_run
+
+    param = next(model.parameters())
+
+    @torch.no_grad()
+    def predict(a):
+        out = model(torch.as_tensor(np.asarray(a), dtype=param.dtype, device=param.device))
+        return out.to("cpu", torch.float64).numpy()
+
+    target = bounds = None
+    title = f"data {args.data}"
+    if args.task is not None:
+        from .tasks import get_task
+
+        task = get_task(args.task)
+        target = lambda a: task(torch.from_numpy(np.asarray(a, np.float64))).numpy()  # noqa: E731
+        bounds, title = (task.low, task.high), f"task {task.name}"
+    return plot_run(args.plot, history, predict, X.cpu().double().numpy(),
+                    y.cpu().double().numpy(), target=target, bounds=bounds, title=title)
