@@ -1,0 +1,106 @@
+"""Inference speed: the exported ONNX model in onnxruntime and ``predict`` against
+scikit-learn's ``MLPRegressor.predict`` of the same size, on the same rows, in one run.
+
+    python benchmarks/inference_speed.py [--rows 1000000] [--hidden 32,32] [--features 2]
+                                         [--threads 1] [--repeats 3] [--json]
+
+Models (weights from a few training steps: only the size matters): a
+``SeparatedMLPRegressor`` (SoftPlus analog, float64 and float32), exported with
+``export_onnx`` in float64 and float32, and an ``MLPRegressor`` (ReLU, scikit-learn's
+default) with the same hidden layers. Each is timed on the same ``--rows`` x
+``--features`` float64 array (best of ``--repeats``), all on ``--threads`` threads
+(torch, onnxruntime, and scikit-learn's BLAS through threadpoolctl). Also timed:
+``sepneuron predict`` from an ``.npy`` file to an ``.npy`` file, in this process (file
+reading and writing included, interpreter start-up not). Prints a table with the time
+ratio to scikit-learn (above 1: faster than scikit-learn), or with ``--json`` one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--hidden", default="32,32")
+    ap.add_argument("--features", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+    from threadpoolctl import threadpool_limits
+
+    from sepneuron import SeparatedMLPRegressor
+    from sepneuron.cli import main as cli_main
+
+    torch.set_num_threads(args.threads)
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    rng = np.random.default_rng(0)
+    Xtr = rng.uniform(-1, 1, (500, args.features))
+    ytr = np.sin(3 * Xtr).sum(1)
+    X = rng.uniform(-1, 1, (args.rows, args.features))
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        d = Path(tmp)
+        sk = MLPRegressor(hidden_layer_sizes=hidden, max_iter=5, random_state=0).fit(Xtr, ytr)
+        timings["scikit-learn MLPRegressor.predict (ReLU, float64)"] = _best(
+            lambda: sk.predict(X), args.repeats)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = args.threads
+        opts.inter_op_num_threads = 1
+        for dtype in ("float64", "float32"):
+            reg = SeparatedMLPRegressor(hidden, max_steps=5, dtype=dtype, random_state=0)
+            reg.fit(Xtr, ytr)
+            timings[f"SeparatedMLPRegressor.predict ({dtype})"] = _best(
+                lambda: reg.predict(X), args.repeats)
+            path = reg.export_onnx(d / f"m_{dtype}.onnx")
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            Xd = X.astype(dtype)
+            timings[f"onnxruntime, exported graph ({dtype})"] = _best(
+                lambda: sess.run(None, {"X": Xd}), args.repeats)
+        assert cli_main(["train", "--task", "kan_exp" if args.features == 2 else "smooth_3d",
+                         "--steps", "3", "--hidden", args.hidden, "--progress", "none",
+                         "--checkpoint", str(d / "ck.pt"), "--out", str(d / "m.pt")]) == 0
+        np.save(d / "x.npy", X)
+        timings["sepneuron predict .npy -> .npy (float64, files included)"] = _best(
+            lambda: cli_main(["predict", str(d / "m.pt"), "--data", str(d / "x.npy"), "--out",
+                              str(d / "y.npy"), "--threads", str(args.threads)]), args.repeats)
+    base = timings["scikit-learn MLPRegressor.predict (ReLU, float64)"]
+    if args.json:
+        print(json.dumps({"rows": args.rows, "hidden": hidden, "threads": args.threads,
+                          "seconds": timings}))
+        return 0
+    print(f"\n{args.rows} rows x {args.features} features, hidden {args.hidden}, "
+          f"{args.threads} thread(s), best of {args.repeats}")
+    print("| predictor | seconds | rows/s | speed vs scikit-learn |\n|---|---:|---:|---:|")
+    for name, t in timings.items():
+        print(f"| {name} | {t:.3f} | {args.rows / t:.3g} | {base / t:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
