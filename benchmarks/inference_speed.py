@@ -6,8 +6,9 @@ scikit-learn's ``MLPRegressor.predict`` of the same size, on the same rows, in o
 
 Models (weights from a few training steps: only the size matters): a
 ``SeparatedMLPRegressor`` (SoftPlus analog, float64 and float32), exported with
-``export_onnx`` in float64 and float32, and an ``MLPRegressor`` (ReLU, scikit-learn's
-default) with the same hidden layers. Each is timed on the same ``--rows`` x
+``export_onnx`` in float64 and float32, and an ``MLPRegressor`` with the same hidden
+layers, ReLU (scikit-learn's default) and tanh (like the separated neuron, a
+transcendental function per neuron). Each is timed on the same ``--rows`` x
 ``--features`` float64 array (best of ``--repeats``), all on ``--threads`` threads
 (torch, onnxruntime, and scikit-learn's BLAS through threadpoolctl). Also timed:
 ``sepneuron predict`` from an ``.npy`` file to an ``.npy`` file, in this process (file
@@ -69,6 +70,10 @@ def main() -> int:
         sk = MLPRegressor(hidden_layer_sizes=hidden, max_iter=5, random_state=0).fit(Xtr, ytr)
         timings["scikit-learn MLPRegressor.predict (ReLU, float64)"] = _best(
             lambda: sk.predict(X), args.repeats)
+        sk_tanh = MLPRegressor(hidden_layer_sizes=hidden, activation="tanh", max_iter=5,
+                               random_state=0).fit(Xtr, ytr)
+        timings["scikit-learn MLPRegressor.predict (tanh, float64)"] = _best(
+            lambda: sk_tanh.predict(X), args.repeats)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads
         opts.inter_op_num_threads = 1
