@@ -81,12 +81,12 @@ def main() -> int:
             reg = SeparatedMLPRegressor(hidden, max_steps=5, dtype=dtype, random_state=0)
             reg.fit(Xtr, ytr)
             timings[f"SeparatedMLPRegressor.predict ({dtype})"] = _best(
-                lambda: reg.predict(X), args.repeats)
+                lambda reg=reg: reg.predict(X), args.repeats)
             path = reg.export_onnx(d / f"m_{dtype}.onnx")
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             Xd = X.astype(dtype)
             timings[f"onnxruntime, exported graph ({dtype})"] = _best(
-                lambda: sess.run(None, {"X": Xd}), args.repeats)
+                lambda sess=sess, Xd=Xd: sess.run(None, {"X": Xd}), args.repeats)
         assert cli_main(["train", "--task", "kan_exp" if args.features == 2 else "smooth_3d",
                          "--steps", "3", "--hidden", args.hidden, "--progress", "none",
                          "--checkpoint", str(d / "ck.pt"), "--out", str(d / "m.pt")]) == 0

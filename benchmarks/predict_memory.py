@@ -90,7 +90,8 @@ def main() -> int:
         print(json.dumps(result))
         return 0
     print(f"baseline (1000 rows): peak RSS {result['baseline_mb']:.0f} MB")
-    print("| input | rows | peak RSS (MB) | over baseline (MB) | wall (s) |\n|---|---:|---:|---:|---:|")
+    print("| input | rows | peak RSS (MB) | over baseline (MB) | wall (s) |")
+    print("|---|---:|---:|---:|---:|")
     for fmt in args.formats:
         r = result[fmt]
         print(f"| .{fmt} | {r['rows']} | {r['peak_mb']:.0f} | "

@@ -182,7 +182,7 @@ def test_a_new_container_needs_only_an_emitter():
             self.in_features, self.out_features = stages[0].in_features, stages[0].out_features
 
         def forward(self, x):
-            return sum(s * m(x) for s, m in zip(self.scales, self.stages))
+            return sum(s * m(x) for s, m in zip(self.scales, self.stages, strict=True))
 
     gen = torch.Generator().manual_seed(0)
     model = ScaledSum([SeparatedMLP(2, [6], 1, dtype=torch.float64, generator=gen),
@@ -193,7 +193,7 @@ def test_a_new_container_needs_only_an_emitter():
     @register_emitter(ScaledSum)
     def _scaled_sum(g, m, x):
         terms = [g.op("Mul", g.const(s, "stage_scale"), emit(g, stage, x))
-                 for s, stage in zip(m.scales, m.stages)]
+                 for s, stage in zip(m.scales, m.stages, strict=True)]
         out = terms[0]
         for t in terms[1:]:
             out = g.op("Add", out, t)

@@ -18,8 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from sepneuron import History
-from sepneuron import progress as progress_mod
+from sepneuron import History, progress as progress_mod
 from sepneuron.cli import main
 from sepneuron.progress import TrainingProgress
 
@@ -120,7 +119,8 @@ def test_train_writes_plain_lines_when_stderr_is_not_a_terminal(tmp_path, capsys
     assert rc == 0
     lines = [x for x in err.splitlines() if x.startswith("sepneuron train: step ")]
     assert len(lines) >= 10 and "/30 (" in lines[-1] and "left" in lines[-1]
-    rc = main([*TRAIN, "--steps", "5", "--checkpoint", str(tmp_path / "ck.pt"), "--progress", "none"])
+    rc = main([*TRAIN, "--steps", "5", "--checkpoint", str(tmp_path / "ck.pt"),
+               "--progress", "none"])
     assert rc == 0 and "step" not in capsys.readouterr().err
 
 

@@ -17,8 +17,9 @@ Emitters (:data:`EMITTERS`; add one with :func:`register_emitter`):
   overflow-free formula of :mod:`sepneuron.functional` (ONNX has no ``Log1p``; the
   absolute error of ``log(1 + t)`` for ``t <= 1`` is one rounding, 1e-16 in float64).
 * Plain activations: ``ReLU``, ``Tanh``, ``Sigmoid``, ``LeakyReLU`` (``Where``: ONNX's
-  ``LeakyRelu`` keeps its slope in float32), ``SiLU`` (``x Sigmoid(x)``), ``Softplus`` (``beta``, ``threshold`` as in torch; built from ``Exp``
-  and ``Log`` because onnxruntime has no float64 ``Softplus`` kernel), ``Identity``.
+  ``LeakyRelu`` keeps its slope in float32), ``SiLU`` (``x Sigmoid(x)``), ``Softplus``
+  (``beta``, ``threshold`` as in torch; built from ``Exp`` and ``Log`` because
+  onnxruntime has no float64 ``Softplus`` kernel), ``Identity``.
 * Containers: ``nn.Sequential`` and :class:`~sepneuron.layers.LinearStack` (so
   :class:`~sepneuron.layers.SeparatedMLP` and :class:`~sepneuron.baselines.PlainMLP`).
 
@@ -57,7 +58,8 @@ def _onnx():
     try:
         import onnx
     except ImportError:  # pragma: no cover - exercised only without onnx
-        raise ImportError("ONNX export needs the onnx package: pip install sepneuron[onnx]") from None
+        raise ImportError("ONNX export needs the onnx package: "
+                          "pip install sepneuron[onnx]") from None
     return onnx
 
 
@@ -128,7 +130,8 @@ def emit(g: OnnxGraph, module: nn.Module, x: str) -> str:
         fn = EMITTERS.get(cls)
         if fn is None:
             continue
-        if cls is type(module) or getattr(type(module), "forward", None) is getattr(cls, "forward"):
+        own, registered = getattr(type(module), "forward", None), getattr(cls, "forward", None)
+        if cls is type(module) or own is registered:
             return fn(g, module, x)
         break  # a subclass that computes something else: refuse rather than guess
     known = ", ".join(sorted(c.__name__ for c in EMITTERS))
@@ -282,8 +285,9 @@ def to_onnx(
         raise ValueError(f"squeeze_output needs one output, the model has {n_out}")
     if not (input_name and output_name and input_name != output_name):
         raise ValueError("input_name and output_name must be two different non-empty strings")
-    x_mean, x_scale = _vector(x_mean, n_in, "x_mean"), _vector(x_scale, n_in, "x_scale", positive=True)
-    y_mean, y_scale = _vector(y_mean, n_out, "y_mean"), _vector(y_scale, n_out, "y_scale", positive=True)
+    x_mean, y_mean = _vector(x_mean, n_in, "x_mean"), _vector(y_mean, n_out, "y_mean")
+    x_scale = _vector(x_scale, n_in, "x_scale", positive=True)
+    y_scale = _vector(y_scale, n_out, "y_scale", positive=True)
     g = OnnxGraph(dtype)
     h = input_name
     if x_mean is not None:
@@ -300,7 +304,7 @@ def to_onnx(
     g.nodes.append(helper.make_node("Identity", [h], [output_name]))
 
     elem = onnx.helper.np_dtype_to_tensor_dtype(g.np_dtype)
-    out_shape = ["batch"] if squeeze_output else ["batch", n_out]
+    out_shape: list[str | int] = ["batch"] if squeeze_output else ["batch", n_out]
     graph = helper.make_graph(
         g.nodes, "sepneuron", [helper.make_tensor_value_info(input_name, elem, ["batch", n_in])],
         [helper.make_tensor_value_info(output_name, elem, out_shape)], g.initializers)
@@ -333,7 +337,8 @@ def _describe(model: nn.Module) -> str:
         return name
     n_in, n_out = _io_sizes(model)
     act = getattr(model, "kind", None) or getattr(model, "activation", None)
-    return f"{name} {n_in} -> {','.join(map(str, hidden))} -> {n_out}" + (f" ({act})" if act else "")
+    arch = f"{name} {n_in} -> {','.join(map(str, hidden))} -> {n_out}"
+    return arch + (f" ({act})" if act else "")
 
 
 def save_onnx(proto: Any, path: str | os.PathLike) -> Path:

@@ -68,7 +68,7 @@ def plot_learning_curve(history: Any, path: str | os.PathLike, title: str = "") 
     return _save(fig, Path(path))
 
 
-def _box(X: np.ndarray, bounds: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+def _box(X: np.ndarray, bounds: tuple[Any, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     if bounds is not None:
         return np.asarray(bounds[0], float), np.asarray(bounds[1], float)
     lo, hi = X.min(0), X.max(0)

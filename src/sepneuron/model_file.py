@@ -34,8 +34,9 @@ class TrainedModel:
     dtype: str                      # "float32" | "float64": the training precision
     n_features: int
     n_outputs: int
-    standardization: dict[str, Any] = field(default_factory=dict)  # x_mean, x_scale, y_mean, y_scale
-    metadata: dict[str, Any] = field(default_factory=dict)         # train_rmse, test_rmse, ...
+    # x_mean, x_scale, y_mean, y_scale (absent: none); train_rmse, test_rmse, ...
+    standardization: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @torch.no_grad()
     def predict(self, X: Any) -> Any:
@@ -47,7 +48,8 @@ class TrainedModel:
         if "x_mean" in s:
             X = (X - s["x_mean"]) / s["x_scale"]
         param = next(self.model.parameters())
-        out = self.model(torch.tensor(X, dtype=param.dtype, device=param.device))  # a copy: X may be read-only
+        # torch.tensor copies: X may be a read-only buffer
+        out = self.model(torch.tensor(X, dtype=param.dtype, device=param.device))
         Y = out.to("cpu", torch.float64).numpy()
         if "y_mean" in s:
             Y = Y * s["y_scale"] + s["y_mean"]

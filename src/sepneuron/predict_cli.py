@@ -80,7 +80,7 @@ def load_predictor(path: str, threads: int | None = None) -> tuple[Predictor, in
 
 def _onnx_predictor(path: str, threads: int | None) -> tuple[Predictor, int, int]:
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
     except ImportError:
         raise ValueError("an .onnx MODEL needs onnxruntime: pip install sepneuron[onnx]") from None
     if not Path(path).is_file():

@@ -110,7 +110,8 @@ def _open_npy(p: Path, opener: Callable[[], Any], what: str) -> RowSource:
         with opener() as f:
             shape, fortran, dtype = _npy_header(f)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise ValueError(f"--data {p}: cannot read {what}as .npy ({type(e).__name__}: {e})") from None
+        raise ValueError(f"--data {p}: cannot read {what}as .npy "
+                         f"({type(e).__name__}: {e})") from None
     _check_numeric(dtype, len(shape), p)
     n_rows, n_cols = shape[0], (shape[1] if len(shape) == 2 else 1)
 
@@ -208,7 +209,8 @@ def write_rows(path: str | os.PathLike, chunks: Iterator[np.ndarray], n_cols: in
                 tmp.write(np.ascontiguousarray(c, dtype=np.float64).tobytes())
                 n_rows += len(c)
             tmp.seek(0)
-            return _write_npy_like(p, fmt, key, n_rows, n_cols, lambda out: shutil.copyfileobj(tmp, out))
+            return _write_npy_like(p, fmt, key, n_rows, n_cols,
+                                   lambda out: shutil.copyfileobj(tmp, out))
 
     def copy(out: IO[bytes]) -> None:
         done = 0
