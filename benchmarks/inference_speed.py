@@ -9,7 +9,8 @@ Models (weights from a few training steps: only the size matters): a
 ``export_onnx`` in float64 and float32, and an ``MLPRegressor`` with the same hidden
 layers, ReLU (scikit-learn's default) and tanh (like the separated neuron, a
 transcendental function per neuron). Each is timed on the same ``--rows`` x
-``--features`` float64 array (best of ``--repeats``), all on ``--threads`` threads
+``--features`` float64 array (best of ``--repeats`` rounds; each round runs every
+predictor once, in turn), all on ``--threads`` threads
 (torch, onnxruntime, and scikit-learn's BLAS through threadpoolctl). Also timed:
 ``sepneuron predict`` from an ``.npy`` file to an ``.npy`` file, in this process (file
 reading and writing included, interpreter start-up not). Prints a table with the time
@@ -29,13 +30,16 @@ import numpy as np
 import torch
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
+def _best_interleaved(calls: dict, repeats: int) -> dict[str, float]:
+    """Best time of each call over ``repeats`` rounds, every round running each call once in
+    turn, so that all of them meet the same phases of a shared machine's load."""
+    best = dict.fromkeys(calls, float("inf"))
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
 
 
 def main() -> int:
@@ -62,38 +66,36 @@ def main() -> int:
     Xtr = rng.uniform(-1, 1, (500, args.features))
     ytr = np.sin(3 * Xtr).sum(1)
     X = rng.uniform(-1, 1, (args.rows, args.features))
-    timings: dict[str, float] = {}
+    calls: dict = {}
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(args.threads), \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         d = Path(tmp)
         sk = MLPRegressor(hidden_layer_sizes=hidden, max_iter=5, random_state=0).fit(Xtr, ytr)
-        timings["scikit-learn MLPRegressor.predict (ReLU, float64)"] = _best(
-            lambda: sk.predict(X), args.repeats)
+        calls["scikit-learn MLPRegressor.predict (ReLU, float64)"] = lambda: sk.predict(X)
         sk_tanh = MLPRegressor(hidden_layer_sizes=hidden, activation="tanh", max_iter=5,
                                random_state=0).fit(Xtr, ytr)
-        timings["scikit-learn MLPRegressor.predict (tanh, float64)"] = _best(
-            lambda: sk_tanh.predict(X), args.repeats)
+        calls["scikit-learn MLPRegressor.predict (tanh, float64)"] = lambda: sk_tanh.predict(X)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = args.threads
         opts.inter_op_num_threads = 1
         for dtype in ("float64", "float32"):
             reg = SeparatedMLPRegressor(hidden, max_steps=5, dtype=dtype, random_state=0)
             reg.fit(Xtr, ytr)
-            timings[f"SeparatedMLPRegressor.predict ({dtype})"] = _best(
-                lambda reg=reg: reg.predict(X), args.repeats)
+            calls[f"SeparatedMLPRegressor.predict ({dtype})"] = lambda reg=reg: reg.predict(X)
             path = reg.export_onnx(d / f"m_{dtype}.onnx")
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             Xd = X.astype(dtype)
-            timings[f"onnxruntime, exported graph ({dtype})"] = _best(
-                lambda sess=sess, Xd=Xd: sess.run(None, {"X": Xd}), args.repeats)
+            calls[f"onnxruntime, exported graph ({dtype})"] = (
+                lambda sess=sess, Xd=Xd: sess.run(None, {"X": Xd}))
         assert cli_main(["train", "--task", "kan_exp" if args.features == 2 else "smooth_3d",
                          "--steps", "3", "--hidden", args.hidden, "--progress", "none",
                          "--checkpoint", str(d / "ck.pt"), "--out", str(d / "m.pt")]) == 0
         np.save(d / "x.npy", X)
-        timings["sepneuron predict .npy -> .npy (float64, files included)"] = _best(
-            lambda: cli_main(["predict", str(d / "m.pt"), "--data", str(d / "x.npy"), "--out",
-                              str(d / "y.npy"), "--threads", str(args.threads)]), args.repeats)
+        calls["sepneuron predict .npy -> .npy (float64, files included)"] = lambda: cli_main(
+            ["predict", str(d / "m.pt"), "--data", str(d / "x.npy"), "--out", str(d / "y.npy"),
+             "--threads", str(args.threads)])
+        timings = _best_interleaved(calls, args.repeats)
     base = timings["scikit-learn MLPRegressor.predict (ReLU, float64)"]
     if args.json:
         print(json.dumps({"rows": args.rows, "hidden": hidden, "threads": args.threads,

@@ -1,7 +1,7 @@
 """Peak resident memory of ``sepneuron predict`` against the number of rows.
 
     python benchmarks/predict_memory.py [--rows 10000000] [--formats npz npy csv] [--dir DIR]
-                                        [--hidden 32,32] [--json]
+                                        [--hidden 32,32] [--chunk-rows N] [--json]
 
 Trains a small model (``sepneuron train --task kan_exp``, a few steps: only its size
 matters), writes ``--rows`` random 2-D inputs in each format, and runs
@@ -65,6 +65,7 @@ def main() -> int:
     ap.add_argument("--formats", nargs="+", default=["npz", "npy"], choices=["npz", "npy", "csv"])
     ap.add_argument("--dir", help="working folder (default: a temporary one)")
     ap.add_argument("--hidden", default="32,32")
+    ap.add_argument("--chunk-rows", type=int, help="passed to sepneuron predict (default: its own)")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,8 +82,9 @@ def main() -> int:
         for fmt in args.formats:
             src = d / f"x.{fmt}"
             _write(src, args.rows, fmt)
+            chunk = [] if args.chunk_rows is None else ["--chunk-rows", str(args.chunk_rows)]
             peak, wall = _peak([*sep, "predict", str(d / "model.pt"), "--data", str(src),
-                                "--out", str(d / f"y.{fmt}")])
+                                "--out", str(d / f"y.{fmt}"), *chunk])
             result[fmt] = {"rows": args.rows, "peak_mb": round(peak, 1), "wall_s": round(wall, 1)}
             src.unlink()
             (d / f"y.{fmt}").unlink()
