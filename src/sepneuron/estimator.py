@@ -20,8 +20,8 @@ from .checkpoint import CheckpointWriteError
 from .fingerprint import CheckpointMismatchError
 from .functional import KINDS
 from .layers import SeparatedMLP
-from .scaling import standardize, standardizer
 from .progress import TrainingProgress
+from .scaling import standardize, standardizer
 from .train import History, TrainConfig, fit
 
 try:
