@@ -173,3 +173,13 @@ def test_plot_writes_the_pictures(tmp_path, capsys, dim):
     for name in want:
         assert (plots / name).read_bytes()[:8] == PNG
         assert str(plots / name) in out
+
+
+def test_plot_into_an_unwritable_place_fails_before_training(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "a_file").write_text("")
+    rc = main([*TRAIN, "--steps", "5", "--checkpoint", str(tmp_path / "ck.pt"),
+               "--plot", str(tmp_path / "a_file" / "plots"), "--progress", "none"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("sepneuron train: --plot ") and err.count("\n") == 1
+    assert not (tmp_path / "ck.pt").exists()  # nothing was trained

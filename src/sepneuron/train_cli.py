@@ -438,6 +438,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.out:
             check_writable(args.out, "--out")
             check_writable(history_path(args.out), "--out history")
+        if args.plot:
+            check_writable(Path(args.plot) / "learning_curve.png", "--plot")
     except ValueError as e:
         raise _Fail(str(e)) from None
     resumed_at = None
@@ -474,7 +476,10 @@ def _run(args: argparse.Namespace) -> int:
         hist = _save(Path(args.out), model, cfg, model_args, data, history)
         print(f"wrote {args.out} and {hist}")
     if args.plot:
-        paths = _plot(args, model, history, X, y)
+        try:
+            paths = _plot(args, model, history, X, y)
+        except OSError as e:  # the folder was checked before training: gone since
+            raise _Fail(f"--plot {args.plot}: {e}") from None
         print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
