@@ -19,6 +19,7 @@ from torch import nn
 
 import sepneuron.train as train_mod
 from faults import inject_faults
+from legacy_recipe import ADAM, NO_VARPRO
 from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner, TrainConfig, fit
 
 F64 = torch.float64
@@ -77,7 +78,7 @@ def test_fit_rejects_bad_data(case):
     args = dict(X=X0, y=Y0) | change
     X, y = args.pop("X"), args.pop("y")
     with pytest.raises(ValueError, match=message):
-        fit(_mlp(), X, y, TrainConfig(steps=2), **args)
+        fit(_mlp(), X, y, TrainConfig(**ADAM, steps=2), **args)
 
 
 # -- TrainConfig ------------------------------------------------------------------------
@@ -104,7 +105,7 @@ CONFIG_CASES = {
 @pytest.mark.parametrize("field", list(CONFIG_CASES))
 def test_train_config_names_the_bad_field(field):
     value, message = CONFIG_CASES[field]
-    cfg = TrainConfig(**{field: value})
+    cfg = TrainConfig(**(ADAM | {field: value}))
     with pytest.raises(ValueError, match=message):
         cfg.validate()
     with pytest.raises(ValueError, match=message):  # fit validates before any work
@@ -114,7 +115,7 @@ def test_train_config_names_the_bad_field(field):
 @pytest.mark.parametrize("lr", [-1e-3, INF, NAN])
 def test_train_config_rejects_non_positive_or_non_finite_lr(lr):
     with pytest.raises(ValueError, match="lr must be a positive finite number"):
-        TrainConfig(lr=lr).validate()
+        TrainConfig(**ADAM, lr=lr).validate()
 
 
 # -- layers -----------------------------------------------------------------------------
@@ -204,12 +205,17 @@ def _xy_np(n: int = 20, seed: int = 0):
 
 
 ESTIMATOR_PARAM_CASES = {
-    "kind": (dict(kind="tanh"), "kind must be one of"),
+    "kind": (dict(kind="sigmoid"), "kind must be one of"),
     "rule": (dict(rule="magic"), "rule must be None or one of"),
     "optimizer": (dict(optimizer="rmsprop"), "optimizer must be one of"),
-    "learning_rate 0": (dict(learning_rate=0.0), "learning_rate must be a positive finite number"),
-    "learning_rate < 0": (dict(learning_rate=-1.0), "learning_rate must be a positive finite"),
-    "learning_rate NaN": (dict(learning_rate=NAN), "learning_rate must be a positive finite"),
+    "learning_rate 0": (dict(learning_rate=0.0), "learning_rate must be None or a positive"),
+    "learning_rate < 0": (dict(learning_rate=-1.0), "learning_rate must be None or a positive"),
+    "learning_rate NaN": (dict(learning_rate=NAN), "learning_rate must be None or a positive"),
+    "stages 0": (dict(stages=0), "stages must be a positive int"),
+    "output_layer": (dict(output_layer="exact"), "output_layer must be one of"),
+    "init": (dict(init="zeros"), "init must be one of"),
+    "patience": (dict(patience=0), "patience must be None or a positive int"),
+    "lstsq with mini-batches": (dict(batch_size=4), "lstsq.*optimizer"),
     "hidden_layer_sizes 0": (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes must be"),
     "hidden_layer_sizes empty": (dict(hidden_layer_sizes=()), "hidden_layer_sizes must be"),
     "max_steps 0": (dict(max_steps=0), "max_steps must be a positive int"),
@@ -326,7 +332,7 @@ def _reference(model, X, y, steps, lr, gamma, max_step, halve_after):
 
 def test_inf_once_restores_the_last_good_state_and_halves_the_steps(monkeypatch):
     X, y = _data()
-    cfg = TrainConfig(steps=12, lr=1e-2, gamma=0.3, eval_every=2)
+    cfg = TrainConfig(**ADAM, steps=12, lr=1e-2, gamma=0.3, eval_every=2)
     clean = fit(_mlp(), X, y, cfg)
     spy = _Spy(monkeypatch)
     model = _mlp()
@@ -362,7 +368,7 @@ def test_persistent_nan_gradient_gives_up_after_max_retries(monkeypatch):
     model = _mlp()
     calls = inject_faults(model, at_calls=set(range(5, 10_000)), grad=True)
     with pytest.raises(FloatingPointError, match="non-finite 4 times in a row at step 5"):
-        fit(model, X, y, TrainConfig(steps=50, lr=1e-2, max_retries=3))
+        fit(model, X, y, TrainConfig(**ADAM, steps=50, lr=1e-2, max_retries=3))
     assert calls[0] < 20
     # Three restores, each halving the step sizes of the try before.
     assert spy.opt.param_groups[0]["lr"] == pytest.approx(1e-2 / 8, rel=1e-15)
@@ -374,7 +380,7 @@ def test_non_finite_from_the_start_gives_up_with_compounded_halving(monkeypatch)
     X, y = _data()
     spy = _Spy(monkeypatch)
     with pytest.raises(FloatingPointError, match="non-finite 3 times in a row at step 0"):
-        fit(_mlp(), X, y * 1e200, TrainConfig(steps=5, max_retries=2))
+        fit(_mlp(), X, y * 1e200, TrainConfig(**ADAM, steps=5, max_retries=2))
     assert spy.opt.param_groups[0]["lr"] == pytest.approx(3e-3 / 4, rel=1e-15)
 
 
@@ -383,7 +389,7 @@ def test_divergent_learning_rate_stops_with_floating_point_error():
     # gone, so halving cannot save it: fit must stop with a clear error, not hang or NaN.
     X, y = _data()
     with pytest.raises(FloatingPointError, match="gave up") as err:
-        fit(_mlp(hidden=(16, 16)), X, y, TrainConfig(optimizer="sgd", lr=10.0, steps=100,
+        fit(_mlp(hidden=(16, 16)), X, y, TrainConfig(**NO_VARPRO, optimizer="sgd", lr=10.0, steps=100,
                                                       max_retries=4))
     assert "in a row" in str(err.value)
 
@@ -392,7 +398,7 @@ def test_recovery_with_mini_batches_replays_the_same_batch():
     # The sampler is part of the restored state: after the restore, step 5 draws the batch
     # it drew the first time, so the losses up to there are identical to a clean run.
     X, y = _data(64)
-    cfg = TrainConfig(steps=10, batch_size=16, eval_every=5)
+    cfg = TrainConfig(**ADAM, steps=10, batch_size=16, eval_every=5)
     clean = fit(_mlp(), X, y, cfg)
     model = _mlp()
     inject_faults(model, at_calls={7})

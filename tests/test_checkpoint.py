@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from faults import inject_faults
+from legacy_recipe import ADAM
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.checkpoint import atomic_save, load_checkpoint
 
@@ -40,7 +41,7 @@ def _problem(case: str):
     X = torch.rand(64, 2, generator=g, dtype=F64) * 2 - 1
     y = torch.sin(2 * X[:, :1]) * X[:, 1:]
     model = SeparatedMLP(2, [8, 8], 1, dtype=F64, generator=torch.Generator().manual_seed(1))
-    cfg = TrainConfig(**(dict(steps=2 * N, lr=1e-2, eval_every=N // 2) | CASES[case]))
+    cfg = TrainConfig(**(ADAM | dict(steps=2 * N, lr=1e-2, eval_every=N // 2) | CASES[case]))
     return model, X, y, cfg
 
 
@@ -65,6 +66,7 @@ import sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[1])
 import test_checkpoint as t
+
 out = {}
 for case, path in zip(sys.argv[3::2], sys.argv[4::2]):
     model, X, y, cfg = t._problem(case)

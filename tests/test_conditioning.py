@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from legacy_recipe import ADAM, NO_VARPRO
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.baselines import PlainMLP
 from sepneuron.conditioning import (
@@ -98,12 +99,12 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _sgd(conds, steps: int = 1, lr: float = 0.5, **kw) -> TrainConfig:
-    return TrainConfig(optimizer="sgd", momentum=0.0, lr=lr, steps=steps, conditioning=conds,
+    return TrainConfig(**NO_VARPRO, optimizer="sgd", momentum=0.0, lr=lr, steps=steps, conditioning=conds,
                        diagnostics=False, eval_every=1000, max_step=0.2, **kw)
 
 
 def _adam(conds, steps: int = 30, lr: float = 0.02) -> TrainConfig:
-    return TrainConfig(lr=lr, steps=steps, conditioning=conds, diagnostics=False, eval_every=1000)
+    return TrainConfig(**ADAM, lr=lr, steps=steps, conditioning=conds, diagnostics=False, eval_every=1000)
 
 
 # -- registry, defaults, state --------------------------------------------------------------
@@ -123,7 +124,7 @@ def test_unknown_duplicate_and_bad_options_raise():
     with pytest.raises(ValueError, match="unknown conditioning component"):
         make_conditioners(["normalise_everything"])
     with pytest.raises(ValueError, match="unknown"):
-        fit(_mlp(), *_data(), TrainConfig(steps=1, conditioning=("nope",)))
+        fit(_mlp(), *_data(), TrainConfig(**ADAM, steps=1, conditioning=("nope",)))
     with pytest.raises(ValueError, match="twice"):
         make_conditioners(["compensate", "compensate"])
     for bad in (lambda: Orthogonalize(strength=-1), lambda: SpreadDirections(every=0),
@@ -148,7 +149,7 @@ def test_all_off_by_default():
 def test_state_dict_round_trip(name):
     x, y = _data()
     comp = get_conditioner(name, every=2)
-    fit(_mlp(), x, y, TrainConfig(steps=3, conditioning=(comp,), diagnostics=False))
+    fit(_mlp(), x, y, TrainConfig(**ADAM, steps=3, conditioning=(comp,), diagnostics=False))
     state = comp.state_dict()
     assert state["steps"] == 3 and state["name"] == name
     buf = io.BytesIO()
@@ -165,11 +166,11 @@ def test_checkpoint_resume_with_all_components_is_exact(tmp_path):
     x, y = _data()
     cfg = dict(steps=8, conditioning=NAMES, diagnostics=False, eval_every=4)
     straight = _mlp()
-    fit(straight, x, y, TrainConfig(**cfg))
+    fit(straight, x, y, TrainConfig(**ADAM, **cfg))
     ckpt = tmp_path / "c.pt"
     resumed = _mlp()
-    fit(resumed, x, y, TrainConfig(**{**cfg, "steps": 4}, checkpoint_path=str(ckpt)))
-    fit(resumed, x, y, TrainConfig(**cfg, checkpoint_path=str(ckpt), resume=True))
+    fit(resumed, x, y, TrainConfig(**ADAM, **{**cfg, "steps": 4}, checkpoint_path=str(ckpt)))
+    fit(resumed, x, y, TrainConfig(**ADAM, **cfg, checkpoint_path=str(ckpt), resume=True))
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -182,7 +183,7 @@ def test_fit_with_component_runs_finite_and_removes_hooks(kind, conds, capsys):
     x, y = _data()
     model = _mlp(kind)
     rng = torch.random.get_rng_state()
-    h = fit(model, x, y, TrainConfig(steps=40, conditioning=conds, diagnostics=False,
+    h = fit(model, x, y, TrainConfig(**ADAM, steps=40, conditioning=conds, diagnostics=False,
                                      eval_every=20), X_test=x, y_test=y)
     assert all(torch.isfinite(torch.tensor(h.loss)))
     assert h.loss[-1] < h.loss[0]
@@ -197,7 +198,7 @@ def test_fit_with_component_runs_finite_and_removes_hooks(kind, conds, capsys):
 def test_fit_on_plain_mlp_with_all_components(activation):
     x, y = _data()
     model = PlainMLP(2, [10, 8], 1, activation, dtype=F64, generator=_gen(3))
-    h = fit(model, x, y, TrainConfig(steps=30, rule=None, conditioning=NAMES, diagnostics=False))
+    h = fit(model, x, y, TrainConfig(**ADAM, steps=30, rule=None, conditioning=NAMES, diagnostics=False))
     assert all(torch.isfinite(torch.tensor(h.loss))) and h.loss[-1] < h.loss[0]
 
 
@@ -247,7 +248,7 @@ def test_compensate_exact_sgd_step_and_skips_lbfgs():
     fit(model, x, y, _sgd((comp,), lr=0.2))
     assert comp.last_correction > 0.01
     comp = Compensate()
-    fit(_mlp("relu"), x, y, TrainConfig(optimizer="lbfgs", lr=0.5, steps=2, conditioning=(comp,),
+    fit(_mlp("relu"), x, y, TrainConfig(**NO_VARPRO, optimizer="lbfgs", lr=0.5, steps=2, conditioning=(comp,),
                                          diagnostics=False))
     assert comp.last_correction == 0.0                    # several evaluations per step: no-op
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from capture import recorded_passes
+from legacy_recipe import ADAM
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 
 DEVICE = os.environ.get("SEPNEURON_TEST_DEVICE", "cuda")
@@ -97,7 +98,7 @@ def test_fit_agrees_with_cpu(options):
     outs, losses = [], []
     for dev in ("cpu", DEVICE):
         model, X, y = _problem()
-        cfg = TrainConfig(**(dict(steps=30, lr=1e-2, eval_every=10, device=dev) | options))
+        cfg = TrainConfig(**(ADAM | dict(steps=30, lr=1e-2, eval_every=10, device=dev) | options))
         h = fit(model, X, y, cfg)
         assert all(p.device.type == torch.device(dev).type for p in model.parameters())
         outs.append(_cpu(model))
@@ -108,14 +109,14 @@ def test_fit_agrees_with_cpu(options):
 
 def test_float32_fit_trains_on_the_device():
     model, X, y = _problem()
-    h = fit(model, X, y, TrainConfig(steps=200, lr=1e-2, dtype="float32", device=DEVICE))
+    h = fit(model, X, y, TrainConfig(**ADAM, steps=200, lr=1e-2, dtype="float32", device=DEVICE))
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert h.loss[-1] < 0.2 * h.loss[0]
 
 
 def test_checkpoint_on_the_device_resumes_exactly(tmp_path):
     model, X, y = _problem()
-    cfg = TrainConfig(steps=20, lr=1e-2, eval_every=5, device=DEVICE, batch_size=64)
+    cfg = TrainConfig(**ADAM, steps=20, lr=1e-2, eval_every=5, device=DEVICE, batch_size=64)
     fit(model, X, y, cfg)
     want = _cpu(model)
     model, X, y = _problem()
@@ -152,9 +153,10 @@ sys.path.insert(0, sys.argv[1])
 import test_cuda as t
 from sepneuron import TrainConfig
 from sepneuron.distributed import fit_distributed, init_from_env
+
 rank, world = init_from_env()
 model, X, y = t._problem()
-fit_distributed(model, X, y, TrainConfig(steps=20, lr=1e-2, eval_every=10, device=t.DEVICE))
+fit_distributed(model, X, y, TrainConfig(**ADAM, steps=20, lr=1e-2, eval_every=10, device=t.DEVICE))
 torch.save(t._cpu(model), sys.argv[2] + f".{rank}")
 torch.distributed.destroy_process_group()
 """
@@ -184,7 +186,7 @@ def test_fit_distributed_on_gpus_matches_one_process(tmp_path):
             if p.poll() is None:
                 p.kill()
     model, X, y = _problem()
-    fit(model, X, y, TrainConfig(steps=20, lr=1e-2, eval_every=10, device=DEVICE))
+    fit(model, X, y, TrainConfig(**ADAM, steps=20, lr=1e-2, eval_every=10, device=DEVICE))
     want = _cpu(model)
     got = [torch.load(f"{out}.{r}", weights_only=False) for r in range(world)]
     for g in got:

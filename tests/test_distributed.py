@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from faults import inject_faults
+from legacy_recipe import ADAM
 from sepneuron import SeparatedMLP, SeparatedTuner, TrainConfig, fit
 from sepneuron.distributed import shard
 from sepneuron.tuning import RULES
@@ -45,7 +46,7 @@ def _problem():
     X = torch.rand(64, 2, generator=g, dtype=F64) * 2 - 1
     y = torch.sin(2 * X[:, :1]) * X[:, 1:] + X[:, :1] ** 2
     model = SeparatedMLP(2, [8, 8], 1, dtype=F64, generator=torch.Generator().manual_seed(1))
-    return model, X, y, TrainConfig(steps=STEPS, lr=1e-2, eval_every=5)
+    return model, X, y, TrainConfig(**ADAM, steps=STEPS, lr=1e-2, eval_every=5)
 
 
 def _manual(model, X, y, steps: int, wrap=None, rule="newton"):
@@ -74,6 +75,8 @@ sys.path.insert(0, sys.argv[1])
 import test_distributed as t
 from torch.nn.parallel import DistributedDataParallel
 from sepneuron.distributed import fit_distributed, init_from_env, shard
+from legacy_recipe import ADAM
+
 rank, world = init_from_env("gloo")  # CPU tensors, even where CUDA exists
 out = {"world": world}
 model, X, y, cfg = t._problem()

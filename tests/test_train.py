@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from legacy_recipe import ADAM
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.tuning import SeparatedTuner
 
@@ -25,11 +26,11 @@ def test_tune_every_steps_the_tuner_on_every_kth_optimizer_step(monkeypatch, eve
     monkeypatch.setattr(SeparatedTuner, "step", counting_step)
     X, y = _data()
     model = SeparatedMLP(2, [8], 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    h = fit(model, X, y, TrainConfig(steps=7, tune_every=every, diagnostics=False))
+    h = fit(model, X, y, TrainConfig(**ADAM, steps=7, tune_every=every, diagnostics=False))
     assert h.steps_done == 7
     assert len(calls) == expected  # steps 0, 3, 6 for every=3
 
 
 def test_tune_every_must_be_a_positive_int():
     with pytest.raises(ValueError, match="tune_every"):
-        TrainConfig(tune_every=0).validate()
+        TrainConfig(**ADAM, tune_every=0).validate()

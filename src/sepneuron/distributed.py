@@ -8,7 +8,8 @@ Launch one process per device with ``torchrun``; in each::
 
     rank, world = init_from_env()                  # gloo on CPU, nccl with CUDA
     model = SeparatedMLP(2, [64, 64], 1, generator=torch.Generator().manual_seed(0))
-    history = fit_distributed(model, X, y, TrainConfig(steps=2000))  # same X, y on every rank
+    history = fit_distributed(model, X, y, TrainConfig(optimizer="adam", output_layer="optimizer",
+                                                       init="default", steps=2000))  # adam or sgd
 
 Each rank trains on its own contiguous, equal share of ``(X, y)``. DDP averages the weight
 gradients of the per-rank mean losses, and the tuner sums its statistics over the ranks
@@ -96,7 +97,7 @@ def fit_distributed(
     """
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         raise RuntimeError("torch.distributed is not initialised: call init_from_env() first")
-    cfg = config or TrainConfig()
+    cfg = config or TrainConfig(optimizer="adam", output_layer="optimizer", init="default")
     cfg.validate()
     dev = _local_device(cfg.device)
     cfg = dataclasses.replace(cfg, device=str(dev))

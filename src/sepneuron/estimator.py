@@ -22,6 +22,7 @@ from .functional import KINDS
 from .layers import SeparatedMLP
 from .progress import TrainingProgress
 from .scaling import standardize, standardizer
+from .stages import fit_stages
 from .train import History, TrainConfig, fit
 
 try:
@@ -43,6 +44,8 @@ except ImportError:  # pragma: no cover - older scikit-learn
 __all__ = ["SeparatedMLPRegressor"]
 
 _PREDICT_CHUNK = 65536  # rows per forward pass in predict (bounds memory)
+PLAIN_KINDS = ("tanh",)  # plain activations the estimator offers (a PlainMLP)
+ESTIMATOR_KINDS = (*KINDS, *PLAIN_KINDS)
 
 
 def _require_sklearn() -> None:
@@ -106,6 +109,14 @@ def _is_int(v: Any) -> bool:
 class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     """Regression with a separated-neuron MLP and separate tuning of ``q``, ``c``, ``d``.
 
+    The defaults are the best recipe measured on the benchmark's tasks (docs/varpro.md):
+    Levenberg-Marquardt on the hidden weights in float64, the output layer solved
+    exactly at every step (variable projection), kinks initialised inside the data, stop
+    at ``max_steps``, ``max_time`` or a plateau -- on a plain *tanh* MLP
+    (``kind="tanh"``), which under this trainer beat the separated SoftPlus analog on 3
+    of the 4 benchmark tasks (docs/varpro.md has the table). ``kind="softplus"`` or
+    ``"relu"`` gives the separated neurons, with ``q, c, d`` by ``rule``.
+
     Inputs and targets are standardised internally (per column, without overflow or
     underflow at any scale: see :mod:`sepneuron.scaling`); predictions are in the
     units of ``y``. ``y`` of shape ``(n,)`` gives predictions ``(n,)``, ``(n, k)`` gives
@@ -113,14 +124,23 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
 
     Parameters:
         hidden_layer_sizes: widths of the hidden layers (positive ints).
-        kind: ``"softplus"`` or ``"relu"``: the separated analog of each hidden neuron.
+        kind: ``"softplus"`` or ``"relu"``: the separated analog of each hidden neuron;
+            ``"tanh"``: a plain tanh MLP (``PlainMLP``) trained the same way.
         rule: tuner rule for ``q``, ``c``, ``d`` (see ``sepneuron.RULES``); ``"grad"`` lets
             the weight optimizer learn them, ``None`` keeps them fixed.
         optimizer: weight optimizer, ``"adam"``, ``"sgd"``, ``"lbfgs"`` or ``"lm"``.
         learning_rate: its step size (``> 0``); ``None``: the optimizer's own default
             (``sepneuron.train.DEFAULT_LR``: 3e-3 for Adam, 1 for Levenberg-Marquardt).
-        max_steps: optimizer steps (``>= 1``).
-        max_time: stop after this many seconds of training (``None``: no limit).
+        output_layer: ``"lstsq"`` (exact least squares every step, docs/varpro.md) or
+            ``"optimizer"`` (trained like the other weights).
+        init: ``"data"`` (kinks inside the data, ``sepneuron.init``) or ``"default"``.
+        stages: networks fitted one after another to the rescaled residual
+            (precision mode, ``sepneuron.stages``); ``1``: one network.
+        max_steps: optimizer steps (``>= 1``) per stage.
+        max_time: stop after this many seconds of training (``None``: no limit), all stages.
+        patience: stop a stage after this many steps without a relative fall of the best
+            training loss by ``min_improvement`` (``None``: never).
+        min_improvement: see ``patience``.
         batch_size: mini-batch size (``None``: the whole training set each step).
         dtype: ``"float64"`` or ``"float32"``: the precision of training.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
@@ -149,21 +169,28 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     (an ``OSError`` naming the path) after the fitted attributes are set: the trained
     model is kept (``model_``, ``n_iter_``) and ``predict`` works.
 
-    Attributes after ``fit``: ``model_`` (the trained :class:`SeparatedMLP`), ``history_``
-    (:class:`~sepneuron.History`), ``loss_curve_`` (training MSE per step, in standardised
-    units), ``n_iter_`` (steps done), ``n_features_in_``, ``n_outputs_``, ``x_mean_``,
+    Attributes after ``fit``: ``model_`` (the trained :class:`SeparatedMLP`, ``PlainMLP``
+    for ``kind="tanh"``, or a :class:`~sepneuron.stages.StagedModel` of them when
+    ``stages > 1``), ``history_`` (:class:`~sepneuron.History` of the first stage),
+    ``histories_`` (one per stage), ``loss_curve_`` (training MSE per step of the first
+    stage, in standardised units), ``n_iter_`` (steps done, all stages), ``n_features_in_``, ``n_outputs_``, ``x_mean_``,
     ``x_scale_``, ``y_mean_``, ``y_scale_``.
     """
 
     def __init__(
         self,
         hidden_layer_sizes=(32, 32),
-        kind="softplus",
+        kind="tanh",
         rule="newton",
-        optimizer="adam",
+        optimizer="lm",
         learning_rate=None,
-        max_steps=3000,
+        output_layer="lstsq",
+        init="data",
+        stages=1,
+        max_steps=1000,
         max_time=None,
+        patience=50,
+        min_improvement=1e-4,
         batch_size=None,
         dtype="float64",
         device="cpu",
@@ -178,8 +205,13 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         self.rule = rule
         self.optimizer = optimizer
         self.learning_rate = learning_rate
+        self.output_layer = output_layer
+        self.init = init
+        self.stages = stages
         self.max_steps = max_steps
         self.max_time = max_time
+        self.patience = patience
+        self.min_improvement = min_improvement
         self.batch_size = batch_size
         self.dtype = dtype
         self.device = device
@@ -215,8 +247,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
 
     def _config(self, seed: int) -> TrainConfig:
         """The :class:`TrainConfig` of these parameters; ``ValueError`` names a bad one."""
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind not in ESTIMATOR_KINDS:
+            raise ValueError(f"kind must be one of {ESTIMATOR_KINDS}, got {self.kind!r}")
         lr = self.learning_rate
         if lr is not None and not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
                                    and math.isfinite(lr) and float(lr) > 0):
@@ -229,6 +261,11 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         if self.resume and self.batch_size is not None and not _is_int(self.random_state):
             raise ValueError(f"resume=True with batch_size needs an int random_state (it seeds "
                              f"the mini-batches), got random_state={self.random_state!r}")
+        if not (_is_int(self.stages) and self.stages >= 1):
+            raise ValueError(f"stages must be a positive int, got {self.stages!r}")
+        if self.stages > 1 and (self.checkpoint_path is not None or self.resume):
+            raise ValueError("stages > 1 cannot be combined with checkpoint_path / resume "
+                             "(a checkpoint holds one network): use stages=1")
         if not (_is_int(self.max_steps) and self.max_steps >= 1):
             raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         try:
@@ -241,8 +278,12 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         cfg = TrainConfig(
             optimizer=self.optimizer,
             lr=None if lr is None else float(lr),
+            output_layer=self.output_layer,
+            init=self.init,
             steps=steps,
             max_time=None if self.max_time is None else float(self.max_time),
+            patience=int(self.patience) if _is_int(self.patience) else self.patience,
+            min_improvement=self.min_improvement,
             batch_size=int(self.batch_size) if _is_int(self.batch_size) else self.batch_size,
             rule=self.rule,
             seed=seed,
@@ -286,10 +327,24 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         Xs, ys = standardize(X, x_mean, x_scale, "X"), standardize(y2, y_mean, y_scale, "y")
         self.x_mean_, self.x_scale_, self.y_mean_, self.y_scale_ = x_mean, x_scale, y_mean, y_scale
         dt = cfg.torch_dtype
-        # Built on the CPU with a CPU generator, so every device starts from the same weights.
-        model = SeparatedMLP(X.shape[1], hidden, self.n_outputs_, kind=self.kind, dtype=dt,
-                             generator=torch.Generator().manual_seed(weight_seed))
+        n_in = X.shape[1]
+
+        def make_model(stage: int) -> torch.nn.Module:
+            # Built on the CPU with a CPU generator, so every device starts from the same weights.
+            gen = torch.Generator().manual_seed(weight_seed + stage)
+            if self.kind in PLAIN_KINDS:
+                from .baselines.mlp import PlainMLP
+
+                return PlainMLP(n_in, hidden, self.n_outputs_, self.kind, dtype=dt, generator=gen)
+            return SeparatedMLP(n_in, hidden, self.n_outputs_, kind=self.kind, dtype=dt,
+                                generator=gen)
+
         Xt, yt = torch.tensor(Xs, dtype=dt), torch.tensor(ys, dtype=dt)
+        if self.stages > 1:
+            staged, histories = fit_stages(make_model, Xt, yt, cfg, stages=int(self.stages))
+            self._set_fitted(staged, histories)
+            return self
+        model = make_model(0)
         progress = None
         if self.verbose:  # a line per evaluation and at least every 2 s, then a summary
             progress = TrainingProgress(steps=cfg.steps, max_time=cfg.max_time, stream=sys.stdout,
@@ -297,20 +352,21 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         try:
             history = fit(model, Xt, yt, cfg, progress=progress)
         except CheckpointWriteError as e:
-            self._set_fitted(model, e.history)  # keep what was trained, then say why it stopped
+            self._set_fitted(model, [e.history])  # keep what was trained, then say why it stopped
             raise
         except CheckpointMismatchError as e:
             raise _rename_mismatch(e) from None
-        self._set_fitted(model, history)
+        self._set_fitted(model, [history])
         if progress is not None:
             progress.close(history, summary=True)
         return self
 
-    def _set_fitted(self, model: SeparatedMLP, history: History) -> None:
+    def _set_fitted(self, model: torch.nn.Module, histories: list[History]) -> None:
         self.model_ = model
-        self.history_: History = history
-        self.loss_curve_ = list(history.loss)
-        self.n_iter_ = history.steps_done
+        self.histories_: list[History] = histories
+        self.history_: History = histories[0]
+        self.loss_curve_ = list(histories[0].loss)
+        self.n_iter_ = sum(h.steps_done for h in histories)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:

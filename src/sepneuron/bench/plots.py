@@ -157,7 +157,8 @@ def plot_activations(folder: Path) -> Path:
 # network output, target relu(-2x + 0.3), starting from w = +1, b = 0.1 (the wrong way).
 # Adam (lr 5e-2, cosine) on (w, b); the tuner (gamma 0.3, max_step 0.05) on q, c, d.
 NEURON_SETTING: dict[str, Any] = dict(
-    optimizer="adam", lr=5e-2, schedule="cosine", gamma=0.3, max_step=0.05)
+    optimizer="adam", lr=5e-2, schedule="cosine", gamma=0.3, max_step=0.05,
+    output_layer="optimizer", init="default")  # the paper's Figure 3 setup
 
 
 def _single_neuron(kind: str | None, rule: str | None, steps: int):

@@ -1,0 +1,129 @@
+"""Training recipes at equal wall time on the quick suite's tasks (issue 12's measurements).
+
+Each recipe is a model (plain or separated MLP of the parameter count of a [32, 32] MLP)
+and a TrainConfig; every (task, seed) gets the bench's data (1000 train / 2000 test points,
+inputs mapped to [-1, 1]^d, targets standardised, as ``sepneuron.bench.runner._data``).
+Prints median test RMSE (over seeds) per task and recipe, the median step count, and the
+ratio of each recipe to the first one named. Recipes are run interleaved (for each task and
+seed, every recipe), so machine load hits them alike; one thread per run.
+
+    PYTHONPATH=src python benchmarks/recipes.py --time 8 --seeds 0 1 2 \
+        --recipes tanh_lbfgs tanh_lm_lstsq sep_softplus_lm_lstsq_grad
+    PYTHONPATH=src python benchmarks/recipes.py --list
+
+Precision mode (residual stages) is ``benchmarks/precision.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from sepneuron.baselines import PlainMLP, count_parameters, hidden_for_budget
+from sepneuron.bench.runner import _data
+from sepneuron.layers import SeparatedMLP
+from sepneuron.train import TrainConfig, fit
+
+TASKS = ("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d")
+
+# name -> (model: "tanh" | "softplus" | "sep_softplus" | "sep_relu", TrainConfig fields)
+_LM = {"optimizer": "lm", "output_layer": "lstsq"}
+_RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
+    "tanh_lbfgs": ("tanh", {"optimizer": "lbfgs", "lr": 1.0, "rule": None}),
+    "tanh_lbfgs_lstsq": ("tanh", {"optimizer": "lbfgs", "lr": 1.0, "rule": None,
+                                  "output_layer": "lstsq"}),
+    "tanh_lm": ("tanh", {"optimizer": "lm", "rule": None}),
+    "tanh_lm_lstsq": ("tanh", {**_LM, "rule": None}),
+    "tanh_lm_lstsq_data": ("tanh", {**_LM, "rule": None, "init": "data"}),
+    "softplus_lm_lstsq": ("softplus", {**_LM, "rule": None}),
+    "softplus_lm_lstsq_data": ("softplus", {**_LM, "rule": None, "init": "data"}),
+    "sep_softplus_lm_lstsq_grad": ("sep_softplus", {**_LM, "rule": "grad"}),
+    "sep_softplus_lm_lstsq_grad_data": ("sep_softplus", {**_LM, "rule": "grad", "init": "data"}),
+    "sep_softplus_lm_lstsq_gauss_newton": ("sep_softplus", {**_LM, "rule": "gauss_newton"}),
+    "sep_softplus_lm_lstsq_gauss_newton_data": ("sep_softplus", {**_LM, "rule": "gauss_newton",
+                                                                 "init": "data"}),
+    "sep_softplus_lm_lstsq_newton_data": ("sep_softplus", {**_LM, "rule": "newton",
+                                                           "init": "data"}),
+    "sep_softplus_lm_lstsq_fixed_data": ("sep_softplus", {**_LM, "rule": None, "init": "data"}),
+    "sep_relu_lm_lstsq_grad_data": ("sep_relu", {**_LM, "rule": "grad", "init": "data"}),
+    "sep_softplus_adam_gauss_newton": ("sep_softplus", {"optimizer": "adam",
+                                                        "rule": "gauss_newton"}),
+}
+
+
+# Every recipe names output_layer and init (TrainConfig's defaults are themselves a recipe).
+RECIPES = {name: (model, {"output_layer": "optimizer", "init": "default", **fields})
+           for name, (model, fields) in _RECIPES.items()}
+
+
+def build(model: str, dim: int, seed: int, hidden=(32, 32)) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+    if model.startswith("sep_"):
+        n_params = count_parameters(PlainMLP(dim, list(hidden), 1))
+        width = hidden_for_budget(dim, 1, len(hidden), n_params, per_neuron=3)
+        return SeparatedMLP(dim, [width] * len(hidden), 1, model[4:], dtype=f64, generator=gen)
+    return PlainMLP(dim, list(hidden), 1, model, dtype=f64, generator=gen)
+
+
+def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, int]:
+    spec = {"task": task, "seed": seed, "grid_n": 8, "data": {"n_train": 1000, "n_test": 2000}}
+    (X, y, Xt, yt, _, _), _, _ = _data(spec)
+    model_name, fields = RECIPES[recipe]
+    model = build(model_name, X.shape[1], seed)
+    cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
+                         "diagnostics": False, "seed": seed, **fields})
+    h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
+    return h.final_test_rmse, h.steps_done
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--recipes", nargs="+", default=["tanh_lbfgs", "tanh_lm_lstsq"])
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--time", type=float, default=8.0, help="seconds of training per run")
+    ap.add_argument("--list", action="store_true", help="print the recipes and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (model, fields) in RECIPES.items():
+            print(f"{name:42s} {model:13s} {fields}")
+        return 0
+    unknown = [r for r in args.recipes if r not in RECIPES]
+    if unknown:
+        ap.error(f"unknown recipes {unknown}; --list shows them")
+    torch.set_num_threads(1)
+    results: dict[tuple[str, str], list[tuple[float, int]]] = {}
+    t0 = time.perf_counter()
+    for task in args.tasks:
+        for seed in args.seeds:
+            for recipe in args.recipes:
+                rmse, steps = run_one(recipe, task, seed, args.time)
+                results.setdefault((recipe, task), []).append((rmse, steps))
+                print(f"# {task} seed {seed} {recipe}: test RMSE {rmse:.3e}, {steps} steps",
+                      file=sys.stderr, flush=True)
+    print(f"median test RMSE over seeds {args.seeds} at {args.time:g} s "
+          f"(median steps in brackets); ratio: first recipe / this one "
+          f"({time.perf_counter() - t0:.0f} s in all)\n")
+    print("| recipe | " + " | ".join(f"`{t}`" for t in args.tasks) + " |")
+    print("|---|" + "---|" * len(args.tasks))
+    ref = args.recipes[0]
+    for recipe in args.recipes:
+        cells = []
+        for task in args.tasks:
+            rows = results[(recipe, task)]
+            med = statistics.median(r for r, _ in rows)
+            steps = int(statistics.median(s for _, s in rows))
+            base = statistics.median(r for r, _ in results[(ref, task)])
+            cells.append(f"{med:.2e} ({steps}) {base / med:.2g}x")
+        print(f"| `{recipe}` | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+r"""Levenberg-Marquardt for networks, optionally on the reduced (variable-projection) problem.
+
+:class:`NetworkLM` minimises ``0.5 ||r||^2``, ``r = (model(X) - Y).reshape(-1)``, over its
+parameters ``theta`` (the LM vector). Each :meth:`NetworkLM.step`:
+
+1. with ``projected=True`` sets the output ``Linear`` to its exact least-squares solution
+   (:func:`~sepneuron.solvers.varpro.solve_output_layer`); its parameters must then not be
+   in ``theta``;
+2. accumulates, chunk by chunk (:func:`~sepneuron.solvers.jacobian.normal_equations`), the
+   float64 normal equations of ``J = [J_theta, J_L]`` (``J_L``: the output layer's columns,
+   only when projected);
+3. forms the Gauss-Newton matrix and gradient of the reduced problem in Kaufman's
+   approximation, the Schur complement of the output-layer block
+   (``alpha``: the ridge of step 1; ``J_L^T r + alpha B = 0`` at the exact solution):
+
+   .. math::
+       S = J_\theta^T J_\theta - J_\theta^T J_L (J_L^T J_L + \alpha I)^{-1} J_L^T J_\theta,
+       \qquad g = J_\theta^T r
+
+   (``S = J^T J``, ``g = J^T r`` when not projected);
+4. solves ``(S + lambda D) delta = -g`` with Marquardt's scaling ``D = diag(S)``
+   (:func:`~sepneuron.solvers.levenberg_marquardt.damped_solve`), tries
+   ``theta + lr delta`` (re-solving the output layer when projected) and keeps it if the
+   loss fell. Damping follows Nielsen's rule: with the gain ratio
+   ``rho = (L(theta) - L(trial)) / (0.5 delta^T (lambda D delta - g))``, an accepted step sets
+   ``lambda <- lambda max(1/3, 1 - (2 rho - 1)^3)``, ``nu <- 2``; a rejected one
+   ``lambda <- lambda nu``, ``nu <- 2 nu`` and solves again (at most ``max_attempts`` times;
+   then the parameters stay as they were).
+
+Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step. The state
+(``damping``, ``nu``) is in ``state_dict``, so checkpoints resume exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from .jacobian import normal_equations
+from .varpro import half_sse, output_layer_of, solve_output_layer
+
+__all__ = ["NetworkLM"]
+
+
+def _damped_solve(s: Tensor, g: Tensor, damping: Tensor) -> Tensor:
+    """``delta`` solving ``(s + diag(damping)) delta = -g`` (Cholesky; else least squares)."""
+    a = s.clone()
+    a.diagonal().add_(damping)
+    chol, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        return torch.cholesky_solve(-g.unsqueeze(1), chol).squeeze(1)
+    if not torch.isfinite(a).all():
+        return torch.full_like(g, float("nan"))
+    return torch.linalg.lstsq(a, -g.unsqueeze(1)).solution.squeeze(1)
+
+
+class NetworkLM(Optimizer):
+    """Levenberg-Marquardt on ``params`` of a network (see the module docstring).
+
+    Args:
+        params: the LM vector ``theta`` (one parameter group).
+        lr: scale of an accepted step (``1``: plain LM).
+        damping: initial ``lambda`` (``> 0``).
+        max_attempts: damped solves per step before giving up.
+        projected: solve the output layer exactly (variable projection) at every step.
+        ridge: relative ridge of that solve (``>= 0``).
+        chunk_size: samples per chunk of the normal equations.
+
+    ``step(model, X, Y)`` returns the MSE ``||r||^2 / (n k)`` *before* the step (after the
+    output-layer solve when projected) as a 0-d tensor; NaN if it was not finite.
+    """
+
+    def __init__(self, params, *, lr: float = 1.0, damping: float = 1e-3, max_attempts: int = 10,
+                 projected: bool = False, ridge: float = 1e-12, chunk_size: int = 4096) -> None:
+        for name, v in (("lr", lr), ("damping", damping)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
+            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        for name, v in (("max_attempts", max_attempts), ("chunk_size", chunk_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        defaults = dict(lr=lr, damping=damping, max_attempts=max_attempts, projected=projected,
+                        ridge=ridge, chunk_size=chunk_size)
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("NetworkLM takes one parameter group")
+        self._params: list[Tensor] = self.param_groups[0]["params"]
+
+    def _state(self) -> dict:
+        st = self.state[self._params[0]]
+        st.setdefault("damping", float(self.param_groups[0]["damping"]))
+        st.setdefault("nu", 2.0)
+        return st
+
+    def _flat(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self._params])
+
+    @torch.no_grad()
+    def _assign(self, flat: Tensor) -> None:
+        offset = 0
+        for p in self._params:
+            p.copy_(flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, X: Tensor, Y: Tensor) -> Tensor:  # type: ignore[override]
+        group, st = self.param_groups[0], self._state()
+        projected, chunk = group["projected"], group["chunk_size"]
+        count = Y.numel()
+        lin_params: list[Tensor] = []
+        alpha = 0.0
+        if projected:
+            _, out = output_layer_of(model)
+            lin_params = list(out.parameters())
+            theta_ids = {id(p) for p in self._params}
+            if any(id(p) in theta_ids for p in lin_params):
+                raise ValueError("with projected=True the output layer must not be in the "
+                                 "LM vector")
+            alpha = solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
+        n_theta = sum(p.numel() for p in self._params)
+        if n_theta == 0:  # nothing but the output layer to fit: the solve was the step
+            return X.new_tensor(2 * half_sse(model, X, Y) / count)
+        jtj, jtr, loss0 = normal_equations(model, X, Y, [*self._params, *lin_params],
+                                           chunk_size=chunk)
+        before = X.new_tensor(2 * loss0 / count)
+        if not (math.isfinite(loss0) and torch.isfinite(jtr).all()):
+            return X.new_tensor(float("nan"))
+        s, g = jtj[:n_theta, :n_theta], jtr[:n_theta]
+        if projected:
+            cross = jtj[:n_theta, n_theta:]                           # J_theta^T J_L
+            c_mat = jtj[n_theta:, n_theta:]
+            c_mat = c_mat + alpha * torch.eye(c_mat.shape[0], dtype=c_mat.dtype,
+                                              device=c_mat.device)
+            chol, info = torch.linalg.cholesky_ex(c_mat)
+            if int(info) == 0:
+                s = s - cross @ torch.cholesky_solve(cross.T, chol)
+            else:
+                s = s - cross @ torch.linalg.lstsq(c_mat, cross.T).solution
+            s = 0.5 * (s + s.T)
+        if not bool(g.abs().max() > 0):
+            return before
+        x0 = self._flat()
+        lin0 = [p.detach().clone() for p in lin_params]
+        diag = s.diagonal().clamp_min(1e-12 * float(s.diagonal().max().clamp_min(1e-300)))
+        lam, nu = st["damping"], st["nu"]
+        for _ in range(group["max_attempts"]):
+            delta = _damped_solve(s, g, lam * diag)                   # (n_theta,)
+            if torch.isfinite(delta).all():
+                self._assign(x0 + (group["lr"] * delta).to(x0.dtype))
+                if projected:
+                    solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
+                loss = half_sse(model, X, Y)
+                predicted = 0.5 * float(delta @ (lam * diag * delta - g))
+                if loss < loss0:  # False for NaN
+                    rho = (loss0 - loss) / predicted if predicted > 0 else 1.0
+                    st["damping"] = max(lam * max(1 / 3, 1 - (2 * rho - 1) ** 3), 1e-15)
+                    st["nu"] = 2.0
+                    return before
+                for p, v in zip(lin_params, lin0, strict=True):
+                    p.copy_(v)
+            lam, nu = min(lam * nu, 1e16), nu * 2
+        self._assign(x0)
+        st["damping"], st["nu"] = lam, nu
+        return before
