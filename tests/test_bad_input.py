@@ -389,7 +389,8 @@ def test_divergent_learning_rate_stops_with_floating_point_error():
     # gone, so halving cannot save it: fit must stop with a clear error, not hang or NaN.
     X, y = _data()
     with pytest.raises(FloatingPointError, match="gave up") as err:
-        fit(_mlp(hidden=(16, 16)), X, y, TrainConfig(**NO_VARPRO, optimizer="sgd", lr=10.0, steps=100,
+        fit(_mlp(hidden=(16, 16)), X, y, TrainConfig(**NO_VARPRO, optimizer="sgd", lr=10.0,
+                                                     steps=100,
                                                       max_retries=4))
     assert "in a row" in str(err.value)
 

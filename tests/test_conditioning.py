@@ -99,12 +99,14 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _sgd(conds, steps: int = 1, lr: float = 0.5, **kw) -> TrainConfig:
-    return TrainConfig(**NO_VARPRO, optimizer="sgd", momentum=0.0, lr=lr, steps=steps, conditioning=conds,
+    return TrainConfig(**NO_VARPRO, optimizer="sgd", momentum=0.0, lr=lr, steps=steps,
+                       conditioning=conds,
                        diagnostics=False, eval_every=1000, max_step=0.2, **kw)
 
 
 def _adam(conds, steps: int = 30, lr: float = 0.02) -> TrainConfig:
-    return TrainConfig(**ADAM, lr=lr, steps=steps, conditioning=conds, diagnostics=False, eval_every=1000)
+    return TrainConfig(**ADAM, lr=lr, steps=steps, conditioning=conds, diagnostics=False,
+                       eval_every=1000)
 
 
 # -- registry, defaults, state --------------------------------------------------------------
@@ -198,7 +200,8 @@ def test_fit_with_component_runs_finite_and_removes_hooks(kind, conds, capsys):
 def test_fit_on_plain_mlp_with_all_components(activation):
     x, y = _data()
     model = PlainMLP(2, [10, 8], 1, activation, dtype=F64, generator=_gen(3))
-    h = fit(model, x, y, TrainConfig(**ADAM, steps=30, rule=None, conditioning=NAMES, diagnostics=False))
+    h = fit(model, x, y, TrainConfig(**ADAM, steps=30, rule=None, conditioning=NAMES,
+                                     diagnostics=False))
     assert all(torch.isfinite(torch.tensor(h.loss))) and h.loss[-1] < h.loss[0]
 
 
@@ -248,7 +251,8 @@ def test_compensate_exact_sgd_step_and_skips_lbfgs():
     fit(model, x, y, _sgd((comp,), lr=0.2))
     assert comp.last_correction > 0.01
     comp = Compensate()
-    fit(_mlp("relu"), x, y, TrainConfig(**NO_VARPRO, optimizer="lbfgs", lr=0.5, steps=2, conditioning=(comp,),
+    fit(_mlp("relu"), x, y, TrainConfig(**NO_VARPRO, optimizer="lbfgs", lr=0.5, steps=2,
+                                        conditioning=(comp,),
                                          diagnostics=False))
     assert comp.last_correction == 0.0                    # several evaluations per step: no-op
 

@@ -173,7 +173,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     for ``kind="tanh"``, or a :class:`~sepneuron.stages.StagedModel` of them when
     ``stages > 1``), ``history_`` (:class:`~sepneuron.History` of the first stage),
     ``histories_`` (one per stage), ``loss_curve_`` (training MSE per step of the first
-    stage, in standardised units), ``n_iter_`` (steps done, all stages), ``n_features_in_``, ``n_outputs_``, ``x_mean_``,
+    stage, in standardised units), ``n_iter_`` (steps done, all stages), ``n_features_in_``,
+    ``n_outputs_``, ``x_mean_``,
     ``x_scale_``, ``y_mean_``, ``y_scale_``.
     """
 

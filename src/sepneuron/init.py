@@ -29,13 +29,15 @@ __all__ = ["INITS", "init_from_data_"]
 INITS = ("default", "data")
 
 
-def _stack(model: nn.Module) -> nn.Sequential:
+def _stack(model: nn.Module) -> tuple[list[nn.Linear], list[nn.Module]]:
+    """``(hidden linears, their activations)`` of a ``Linear -> activation -> ... -> Linear``."""
     seq = getattr(model, "net", model)
-    if not (isinstance(seq, nn.Sequential) and len(seq) % 2 == 1
-            and all(isinstance(m, nn.Linear) for m in seq[::2])):
+    mods: list[nn.Module] = list(seq) if isinstance(seq, nn.Sequential) else []
+    linears = [m for m in mods[::2] if isinstance(m, nn.Linear)]
+    if not mods or len(mods) % 2 != 1 or len(linears) != len(mods[::2]):
         raise ValueError(f"init='data' needs a Linear -> activation stack (SeparatedMLP, PlainMLP "
                          f"or nn.Sequential), got {type(model).__name__}: use init='default'")
-    return seq
+    return linears[:-1], mods[1::2]
 
 
 @torch.no_grad()
@@ -45,7 +47,7 @@ def init_from_data_(model: nn.Module, X: Tensor, *, generator: torch.Generator |
 
     At most ``max_samples`` rows (drawn with ``generator``) are used. Returns ``model``.
     """
-    seq = _stack(model)
+    linears, acts = _stack(model)
     if X.ndim != 2 or X.shape[0] < 1:
         raise ValueError(f"X must have shape (n_samples, n_features), got {tuple(X.shape)}")
     if not spread > 0:
@@ -54,7 +56,7 @@ def init_from_data_(model: nn.Module, X: Tensor, *, generator: torch.Generator |
     if X.shape[0] > max_samples:
         X = X[torch.randperm(X.shape[0], generator=gen)[:max_samples].to(X.device)]
     h = X
-    for lin, act in zip(seq[:-1:2], seq[1::2], strict=True):
+    for lin, act in zip(linears, acts, strict=True):
         fan_out, fan_in = lin.weight.shape
         dt = lin.weight.dtype
         u = torch.randn(fan_out, fan_in, generator=gen, dtype=torch.float64)
