@@ -48,6 +48,12 @@ V1_FIELDS: dict[str, frozenset[str]] = {
 }
 """The entries hashed whatever their value (key version 1)."""
 
+TRAIN_AS_BEFORE: dict[str, Any] = {"output_layer": "optimizer", "init": "default"}
+"""``train`` entries added after key version 1 whose *default* later moved (issue 12 made
+the exact output layer and ``init="data"`` the default): the value that reproduces runs
+from before the entry existed counts as its default for the key, so those runs keep their
+keys and a run with the new default gets a new one."""
+
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {"": {}, "data": {}, "model": {}}
 """Defaults of spec entries added after key version 1, outside ``train`` (none yet): an
 entry added to a spec section registers its default here, so that runs at the default keep
@@ -68,6 +74,7 @@ def _train_defaults() -> dict[str, Any]:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
+    out.update(TRAIN_AS_BEFORE)
     return out
 
 
