@@ -29,7 +29,8 @@ def test_v1_fields_are_todays_trainconfig_fields():
     # the fields hashed whatever their value: a field added later must not be listed there
     # (that would move the keys of every stored run); a removed field is an error to notice
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert names <= V1_FIELDS["train"]
+    assert V1_FIELDS["train"] - {"grid", "k", "opt"} <= names  # fit_kan's: not TrainConfig's
+    assert {"output_layer", "init", "patience"} <= names - V1_FIELDS["train"]  # later fields
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -73,3 +74,17 @@ def test_old_folder_resumes_after_a_field_is_added(tmp_path, monkeypatch):
         assert pending_specs(store, again) == []  # nothing to re-run
         flipped = [dict(s, train={**s["train"], "another_switch": True}) for s in again]
         assert len(pending_specs(store, flipped)) == 2
+
+
+def test_a_moved_default_keys_runs_by_what_they_do():
+    # issue 12 made output_layer="lstsq" and init="data" TrainConfig's defaults; the bench's
+    # methods pin the old behaviour, which keeps their keys, and the new one gets its own
+    spec = make_spec("kan_exp", "tanh_lbfgs", 0, Budget(steps=10))
+    assert spec["train"]["output_layer"] == "optimizer" and spec["train"]["init"] == "default"
+    key = run_key(spec)
+    for field, value in (("output_layer", "lstsq"), ("init", "data")):
+        other = {**spec, "train": {**spec["train"], field: value}}
+        assert run_key(other) != key
+    without = {**spec, "train": {k: v for k, v in spec["train"].items()
+                                 if k not in ("output_layer", "init")}}
+    assert run_key(without) == key  # as a spec from before the fields existed
