@@ -13,7 +13,9 @@ from sepneuron.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SMALL = ["--hidden", "4", "--steps", "4", "--checkpoint-every", "2", "--threads", "1"]
+SMALL = ["--hidden", "4", "--steps", "4", "--checkpoint-every", "2", "--threads", "1",
+         "--optimizer", "adam", "--output-layer", "optimizer", "--init", "default"]
+# (the recipe these tests were written for: TrainConfig's defaults before issue 12)
 
 
 def _run(argv, capsys):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from legacy_recipe import ADAM
 from sepneuron import SeparatedMLP, TrainConfig, fit
 from sepneuron.checkpoint import CheckpointError, CheckpointWriteError, atomic_save, load_checkpoint
 from sepneuron.fingerprint import CheckpointMismatchError
@@ -33,8 +34,8 @@ def _model(kind="softplus", out=1):
 
 
 def _cfg(path, **kw):
-    return TrainConfig(**({"steps": 6, "lr": 1e-2, "eval_every": 3, "diagnostics": False,
-                           "checkpoint_path": str(path)} | kw))
+    return TrainConfig(**(ADAM | {"steps": 6, "lr": 1e-2, "eval_every": 3, "diagnostics": False,
+                                  "checkpoint_path": str(path)} | kw))
 
 
 def _write(path, **kw):

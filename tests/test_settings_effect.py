@@ -43,7 +43,8 @@ def test_rule_none_keeps_q_c_d_fixed_with_every_optimizer(optimizer):
 
 def test_lm_gets_its_own_step_size():
     assert TrainConfig(optimizer="lm").lr == DEFAULT_LR["lm"] == 1.0
-    assert TrainConfig().lr == 3e-3 and TrainConfig(optimizer="lm", lr=0.5).lr == 0.5
+    assert TrainConfig(optimizer="adam").lr == 3e-3
+    assert TrainConfig(optimizer="lm", lr=0.5).lr == 0.5
     from sepneuron import SeparatedMLPRegressor as R
 
     rng = np.random.default_rng(0)
@@ -125,5 +126,6 @@ def test_sparse_y_and_complex_X_are_refused_by_name():
 def test_a_non_finite_loss_before_any_step_blames_the_data_not_the_step_size():
     X, y = _data()
     with pytest.raises(FloatingPointError, match="before any step") as e:
-        fit(_model(), X * 1e200, y, TrainConfig(steps=3, max_retries=1))
+        fit(_model(), X * 1e200, y, TrainConfig(optimizer="adam", output_layer="optimizer",
+                                                init="default", steps=3, max_retries=1))
     assert "lower lr" not in str(e.value)

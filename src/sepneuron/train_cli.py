@@ -116,6 +116,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    f"(default {d.rule})")
     t.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS,
                    help=f"weight optimizer (default {d.optimizer})")
+    t.add_argument("--output-layer", default=d.output_layer, choices=("lstsq", "optimizer"),
+                   help=f"lstsq: exact least squares every step (default {d.output_layer})")
+    t.add_argument("--init", default=d.init, choices=("data", "default"),
+                   help=f"data: kinks inside the data (default {d.init})")
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="step size of the weight optimizer (default: the optimizer's own, "
                    + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
@@ -225,6 +229,7 @@ def _config(args: argparse.Namespace):
 
     cfg = TrainConfig(
         optimizer=args.optimizer, lr=args.lr, steps=args.steps, max_time=args.max_time,
+        output_layer=args.output_layer, init=args.init,
         batch_size=args.batch_size, rule=None if args.rule == "none" else args.rule,
         gamma=args.gamma, max_step=args.max_step, seed=args.seed, dtype=args.dtype,
         device=args.device, eval_every=args.eval_every, checkpoint_path=args.checkpoint,
