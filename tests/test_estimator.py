@@ -204,7 +204,8 @@ def test_verbose_reports_every_few_seconds_when_max_time_stops_early(capsys):
     """max_time ends training long before the first of the ten evaluations: the lines come
     from the clock (every 2 s), and the summary names the stop."""
     X, y = _data(30)
-    _small(random_state=0, verbose=True, max_steps=10**7, max_time=2.5).fit(X, y)
+    _small(random_state=0, verbose=True, max_steps=10**7, max_time=2.5,
+           patience=None).fit(X, y)
     lines = capsys.readouterr().out.strip().splitlines()
     timed = [line for line in lines if line.startswith("step ") and "/10000000" in line]
     assert len(timed) >= 2  # step 0's evaluation, then the clock's line after 2 s
