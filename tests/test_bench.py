@@ -76,11 +76,20 @@ def test_equal_parameter_counts_within_ten_percent(task):
 
 
 def test_spec_reads_trainconfig_defaults_and_key_tracks_config():
+    from dataclasses import asdict
+
     from sepneuron.train import TrainConfig
 
+    # the default recipe is TrainConfig() with only the budget (and evaluations) set
+    spec = make_spec("kan_exp", "sepneuron_default", 3, Budget(seconds=2.0))
+    cfg = asdict(TrainConfig())
+    assert {k: v for k, v in spec["train"].items()
+            if k not in ("steps", "max_time", "seed", "eval_every")} == \
+        {k: v for k, v in cfg.items() if k not in ("steps", "max_time", "seed", "eval_every")}
+    assert spec["train"]["seed"] == 3 and spec["train"]["max_time"] == 2.0
+    # the methods older than issue 12 pin the defaults they were benchmarked with
     spec = make_spec("kan_exp", "sep_softplus_newton", 0, Budget(seconds=2.0))
-    assert spec["train"]["gamma"] == TrainConfig().gamma
-    assert spec["train"]["max_step"] == TrainConfig().max_step
+    assert spec["train"]["gamma"] == 0.3 and spec["train"]["max_step"] == 0.2
     assert spec["train"]["rule"] == "newton" and spec["train"]["max_time"] == 2.0
     same = make_spec("kan_exp", "sep_softplus_newton", 0, Budget(seconds=2.0))
     assert run_key(spec) == run_key(same)

@@ -43,10 +43,15 @@ PAPER_METHODS = (
 )
 
 
-def _suite_keys(name: str) -> list[str]:
-    s = SUITES[name]
-    specs = make_specs(s.tasks, s.methods, s.seeds, s.budget, n_train=s.n_train,
-                       n_test=s.n_test, hidden=s.hidden, grid_n=s.grid_n)
+OLD_QUICK_METHODS = (
+    "sep_relu_paper", "sep_relu_newton", "sep_relu_gauss_newton",
+    "sep_softplus_paper", "sep_softplus_newton", "sep_softplus_gauss_newton",
+    "relu_adam", "softplus_adam", "tanh_lbfgs")
+
+
+def _keys(tasks, methods, seeds, budget) -> list[str]:
+    specs = make_specs(tasks, methods, seeds, budget, n_train=1000, n_test=2000,
+                       hidden=(32, 32), grid_n=64)
     return [run_key(spec) for spec in specs]
 
 
@@ -54,23 +59,45 @@ def _sha(keys: list[str]) -> str:
     return hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
 
 
-def test_quick_suite_run_keys_unchanged():
-    quick = SUITES["quick"]
-    assert quick.methods == (
-        "sep_relu_paper", "sep_relu_newton", "sep_relu_gauss_newton",
-        "sep_softplus_paper", "sep_softplus_newton", "sep_softplus_gauss_newton",
-        "relu_adam", "softplus_adam", "tanh_lbfgs")
-    assert quick.budget == Budget(seconds=8.0) and quick.seeds == (0, 1, 2)
-    keys = _suite_keys("quick")
+# The quick and paper suites were redefined by issue 12 (new methods, a shorter paper
+# budget); the runs of their old selections keep their keys, whatever TrainConfig's
+# defaults are (the methods older than issue 12 pin them: methods.LEGACY_CONFIG).
+
+
+def test_old_quick_selection_run_keys_unchanged():
+    keys = _keys(("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d"), OLD_QUICK_METHODS,
+                 (0, 1, 2), Budget(seconds=8.0))
     assert len(keys) == 108 == len(set(keys))
-    assert _sha(keys) == QUICK_KEYS_SHA, "the quick suite's run keys changed (see the comment)"
+    assert _sha(keys) == QUICK_KEYS_SHA, "the old quick runs' keys changed (see the comment)"
 
 
-def test_paper_suite_has_no_ablation_methods_and_same_keys():
-    paper = SUITES["paper"]
-    assert paper.methods == PAPER_METHODS  # the ablation variants are not added to it
-    assert paper.budget == Budget(seconds=30.0)
-    assert _sha(_suite_keys("paper")) == PAPER_KEYS_SHA, "the paper suite's run keys changed"
+def test_old_paper_selection_run_keys_unchanged():
+    from sepneuron.tasks import TASKS
+
+    keys = _keys(tuple(TASKS), PAPER_METHODS, (0, 1, 2, 3, 4), Budget(seconds=30.0))
+    assert _sha(keys) == PAPER_KEYS_SHA, "the old paper runs' keys changed"
+
+
+def test_old_methods_pin_the_old_defaults():
+    from dataclasses import fields
+
+    from sepneuron.bench.methods import LEGACY_CONFIG, METHOD_CONFIG
+    from sepneuron.train import TrainConfig
+
+    have = {f.name for f in fields(TrainConfig)}
+    for name in (*OLD_QUICK_METHODS, *PAPER_METHODS, "tanh_adam_lbfgs"):
+        m = METHODS[name]
+        if m.model == "kan":
+            continue
+        assert m.legacy
+        own = {*METHOD_CONFIG[m.optimizer], *m.extra, "rule", "eval_every"}
+        train = make_spec("kan_exp", m, 0, Budget(seconds=8.0))["train"]
+        for k, v in LEGACY_CONFIG.items():
+            if k in have and k not in own:
+                assert train[k] == v, (name, k)
+        # Adam's step: the old default, whatever TrainConfig's is now
+        if m.optimizer in ("adam", "separated"):
+            assert train["lr"] == 3e-3 and train["optimizer"] == "adam"
 
 
 def test_base_method_specs_do_not_depend_on_the_conditioning_field():

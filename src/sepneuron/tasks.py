@@ -34,7 +34,9 @@ is evaluated as ``atan2(num, x1)``, equal to ``atan(num / x1)`` for ``x1 > 0`` a
 ``x1 = 0``.
 
 ``sin(k r)`` has a conical point at the origin (slope ``k`` in every direction), so the
-radial tasks are flagged ``has_kink``.
+radial tasks are flagged ``has_kink``. The others (``Task.smooth``: product, ridge_tanh,
+sin_cos, kan_exp, smooth_3d and the three Friedman functions) are the benchmark's *smooth*
+tasks.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ class Task:
             raise ValueError(f"task {self.name!r}: low/high must have {self.dim} entries")
         if not all(lo < hi for lo, hi in zip(self.low, self.high, strict=True)):
             raise ValueError(f"task {self.name!r}: need low < high for every input")
+
+    @property
+    def smooth(self) -> bool:
+        """True for a target without a kink (continuous gradient on the whole box): the
+        "smooth tasks" of the benchmark's headline target."""
+        return not self.has_kink
 
     def __call__(self, x: Tensor) -> Tensor:
         """``f(x)``: ``(n, dim)`` -> ``(n, 1)``, with a clear shape error."""

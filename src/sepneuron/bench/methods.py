@@ -1,10 +1,13 @@
 """The benchmark's methods, by name: what model each builds and how it is trained.
 
 Every method is a :class:`Method` in :data:`METHODS`. Hyper-parameters live in one table,
-:data:`METHOD_CONFIG` (per optimizer family); everything not named there -- in particular
-the tuner's ``gamma`` and ``max_step`` -- is :class:`~sepneuron.train.TrainConfig`'s
-default, read when the run is specified, so retuned defaults are picked up (and change
-the run keys, so the store re-runs them).
+:data:`METHOD_CONFIG` (per optimizer family). The methods that existed before the library's
+defaults were chosen by measurement (issue 12) start from :data:`LEGACY_CONFIG` -- the
+``TrainConfig`` defaults they were benchmarked with, pinned -- so that the paper's
+comparison and its run keys stay what they were whatever ``TrainConfig``'s defaults become.
+The newer methods name every field that defines their recipe; what they leave unnamed
+(e.g. the plateau stop) is ``TrainConfig``'s default, read when the run is specified.
+``sepneuron_default`` names nothing: it *is* the default recipe.
 
 Families:
 
@@ -13,7 +16,19 @@ Families:
 * ``baseline`` -- the paper's comparison: :class:`~sepneuron.baselines.PlainMLP` with a
   fixed activation, SGD (momentum) or Adam, same parameter count.
 * ``peer`` -- what a user would pick instead: float64 L-BFGS (tanh MLP, same count),
-  Levenberg-Marquardt (small tanh MLP), KAN (pykan; optional).
+  Adam then L-BFGS (``tanh_adam_lbfgs``), Levenberg-Marquardt (small tanh MLP), KAN
+  (pykan; optional), scikit-learn's ``MLPRegressor(solver="lbfgs", activation="tanh")``
+  (``sklearn_lbfgs_tanh``, stopped by time: see :mod:`sepneuron.bench.fitters`).
+* ``recipe`` -- the library's trainer (issue 12): exact float64 least-squares output layer
+  (variable projection), Levenberg-Marquardt on the hidden parameters, kinks/centres
+  initialised inside the data ("vplm"), on plain tanh / SoftPlus MLPs and on the separated
+  nets (``q, c, d`` inside the LM vector, or by the ``gauss_newton`` tuner); and its
+  ablation variants ``sep_softplus_vplm+<variant>`` (:data:`RECIPE_VARIANTS`), one option
+  switched back at a time.
+* ``default`` -- the library as a user gets it: ``sepneuron_default`` (``fit`` with
+  ``TrainConfig()``'s defaults, only the budget set) and ``estimator_default``
+  (``SeparatedMLPRegressor(max_time=budget)`` on the raw data, scored in the bench's
+  standardised units).
 * ``ablation`` -- a separated method with conditioning components switched on
   (:mod:`sepneuron.conditioning`): ``sep_<kind>_<rule>+<component>`` for each component
   alone and ``sep_<kind>_<rule>+all`` for all of them, for the rules in
@@ -23,39 +38,57 @@ Families:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = [
-    "Method", "METHODS", "METHOD_CONFIG", "RULE_NAMES", "get_method", "analog_methods",
-    "CONDITIONING_COMPONENTS", "ABLATION_VARIANTS", "CONDITIONING_RULES", "ablation_methods",
-    "ablation_parts",
+    "Method", "METHODS", "METHOD_CONFIG", "LEGACY_CONFIG", "RULE_NAMES", "get_method",
+    "analog_methods", "CONDITIONING_COMPONENTS", "ABLATION_VARIANTS", "CONDITIONING_RULES",
+    "ablation_methods", "ablation_parts", "RECIPE_BASE", "RECIPE_VARIANTS", "recipe_ablation",
+    "PEERS", "HEADLINE", "PAPER_QUESTION",
 ]
 
 RULE_NAMES = ("paper", "newton", "gauss_newton", "grad")
 """Tuner rules benchmarked for each analog (names of :data:`sepneuron.tuning.RULES`)."""
 
-# One place for every hyper-parameter the bench sets. Keys are TrainConfig fields (or,
-# for "kan", fit_kan arguments). Chosen once, not per task: Adam keeps lr 3e-3 (pinned);
-# SGD's lr was the best of {3e-3, 1e-2, 3e-2, 1e-1} for ReLU and tanh MLPs on kan_exp
-# (seed 0, 3 s); L-BFGS and LM take full steps (lr 1), their natural setting.
-# The methods below train every weight by their optimizer from PyTorch's initialisation
-# (output_layer="optimizer", init="default": pinned, as TrainConfig's defaults moved to
-# the exact output layer and init="data" in issue 12).
-_AS_BEFORE = {"output_layer": "optimizer", "init": "default"}
-METHOD_CONFIG: dict[str, dict[str, Any]] = {
-    "adam": {"optimizer": "adam", "lr": 3e-3, **_AS_BEFORE},
-    "sgd": {"optimizer": "sgd", "lr": 3e-2, "momentum": 0.9, **_AS_BEFORE},
-    "separated": {"optimizer": "adam", "lr": 3e-3, **_AS_BEFORE},  # + rule; gamma, max_step:
-    # TrainConfig's defaults
-    "lbfgs": {"optimizer": "lbfgs", "lr": 1.0, **_AS_BEFORE},
-    "lm": {"optimizer": "lm", "lr": 1.0, **_AS_BEFORE},
-    "kan": {"grid": 5, "k": 3, "opt": "LBFGS", "lr": 1.0, "hidden": [10]},
+# The TrainConfig defaults every method registered before issue 12 was benchmarked with
+# (TrainConfig of commit 0efaa71), plus the settings of the fields added since that
+# reproduce the old behaviour. Those methods start from these values, so new defaults do
+# not move them. Fields TrainConfig does not have (yet, or any more) are left out when
+# the spec is built (see Method.train_overrides).
+LEGACY_CONFIG: dict[str, Any] = {
+    "optimizer": "adam", "lr": 3e-3, "momentum": 0.9, "schedule": "constant",
+    "batch_size": None, "rule": "newton", "gamma": 0.3, "max_step": 0.2,
+    "tune_curvature": True, "tune_every": 1, "max_retries": 8, "diagnostics": True,
+    # added by issue 12: the output layer trained like the rest, the old initialisation,
+    # one stage, no plateau stop
+    "output_layer": "optimizer", "init": "default", "stages": 1, "plateau_patience": None,
 }
+
+# One place for every hyper-parameter the bench sets. Keys are TrainConfig fields (or,
+# for "kan", fit_kan arguments; for "sklearn", MLPRegressor arguments). Chosen once, not
+# per task: Adam keeps the old default lr 3e-3; SGD's lr was the best of {3e-3, 1e-2,
+# 3e-2, 1e-1} for ReLU and tanh MLPs on kan_exp (seed 0, 3 s); L-BFGS and LM take full
+# steps (lr 1), their natural setting. "vplm" is the library's recipe (issue 12).
+METHOD_CONFIG: dict[str, dict[str, Any]] = {
+    "adam": {"optimizer": "adam"},
+    "sgd": {"optimizer": "sgd", "lr": 3e-2, "momentum": 0.9},
+    "separated": {"optimizer": "adam"},  # + rule; gamma, max_step: LEGACY_CONFIG
+    "lbfgs": {"optimizer": "lbfgs", "lr": 1.0},
+    "lm": {"optimizer": "lm", "lr": 1.0},
+    "kan": {"grid": 5, "k": 3, "opt": "LBFGS", "lr": 1.0, "hidden": [10]},
+    "vplm": {"optimizer": "lm", "output_layer": "lstsq", "init": "data"},
+    "sklearn": {"solver": "lbfgs"},
+    "default": {},  # TrainConfig() as it is
+}
+
+# Adam then L-BFGS: the share of the budget (time or steps) Adam gets, then L-BFGS as
+# METHOD_CONFIG["lbfgs"] for the rest, from where Adam stopped.
+ADAM_SHARE = 0.3
 
 # Evaluations every this many steps: roughly one evaluation per 20-60 ms of training on
 # the quick suite's networks, so that time-to-target is resolved to ~1% of the budget.
-EVAL_EVERY = {"adam": 20, "sgd": 20, "separated": 5, "lbfgs": 5, "lm": 2}
+EVAL_EVERY = {"adam": 20, "sgd": 20, "separated": 5, "lbfgs": 5, "lm": 2, "vplm": 2}
 
 LM_HIDDEN = [12, 12]  # the small MLP for Levenberg-Marquardt: 205 parameters in 2-D, 217 in 3-D
 
@@ -79,8 +112,8 @@ class Method:
     """One benchmarked method."""
 
     name: str                  # registry key, e.g. "sep_relu_newton"
-    family: str                # "separated" | "baseline" | "peer"
-    model: str                 # "separated" | "plain" | "kan"
+    family: str                # "separated" | "baseline" | "peer" | "ablation" | "recipe" | "default"
+    model: str                 # "separated" | "plain" | "kan" | "sklearn" | "estimator"
     activation: str            # analog kind ("relu", "softplus") or PlainMLP activation
     optimizer: str             # key of METHOD_CONFIG
     rule: str | None = None    # tuner rule (separated only)
@@ -88,18 +121,95 @@ class Method:
     description: str = ""      # one line for `sepneuron methods` and the report
     extra: dict[str, Any] = field(default_factory=dict)  # overrides on top of METHOD_CONFIG
     conditioning: tuple[str, ...] = ()  # TrainConfig.conditioning (ablation methods only)
+    legacy: bool = False       # start from LEGACY_CONFIG (the methods older than issue 12)
+    then: dict[str, Any] | None = None  # a second phase (Adam then L-BFGS): see ADAM_SHARE
 
     def train_overrides(self) -> dict[str, Any]:
         """TrainConfig fields this method sets (the rest are TrainConfig defaults)."""
-        if self.model == "kan":
+        if self.model in ("kan", "sklearn", "estimator"):
             return {}
-        out = dict(METHOD_CONFIG[self.optimizer])
+        from ..train import TrainConfig
+
+        if self.optimizer == "default":  # the default recipe: nothing but the evaluations
+            return {"eval_every": EVAL_EVERY.get(TrainConfig().optimizer, 5), **self.extra}
+        out = {}
+        if self.legacy:
+            have = {f.name for f in fields(TrainConfig)}
+            out = {k: v for k, v in LEGACY_CONFIG.items() if k in have}
+        out.update(METHOD_CONFIG[self.optimizer])
         out["rule"] = self.rule  # None for plain models: nothing to tune
         out["eval_every"] = EVAL_EVERY[self.optimizer]
         if self.conditioning:  # only then: the other methods' specs (and keys) stay as they were
             out["conditioning"] = tuple(self.conditioning)
         out.update(self.extra)
         return out
+
+    def then_overrides(self) -> dict[str, Any] | None:
+        """The second phase's TrainConfig changes and Adam's ``share`` (None: one phase)."""
+        if self.then is None:
+            return None
+        out = dict(METHOD_CONFIG[self.then["optimizer"]])
+        out["eval_every"] = EVAL_EVERY[self.then["optimizer"]]
+        return {**out, "share": self.then["share"]}
+
+
+# The recipe's ablation: its separated SoftPlus net, and one option of the recipe switched
+# back at a time. Variant label -> TrainConfig changes (a method sep_softplus_vplm+<label>),
+# or the name of a method registered on its own.
+RECIPE_BASE = "sep_softplus_vplm"
+RECIPE_VARIANTS: dict[str, dict[str, Any] | str] = {
+    "no_varpro": {"output_layer": "optimizer"},          # LM on every weight, output included
+    "adam": {"optimizer": "adam", "lr": 3e-3, "eval_every": 10},  # VarPro output, Adam on the rest
+    "init_default": {"init": "default"},                 # the old initialisation
+    "tuner": "sep_softplus_vplm_gauss_newton",           # q, c, d by the tuner, not in LM
+    "stages": {"stages": 2},                             # a second, residual stage
+    "paper_recipe": "sep_softplus_gauss_newton",         # all off: Adam + tuner (the paper's)
+}
+"""Label -> TrainConfig overrides of :data:`RECIPE_BASE`, or another method's name."""
+
+_RECIPE_WORDS = {
+    "no_varpro": "output layer trained by LM with the rest (no variable projection)",
+    "adam": "hidden parameters and q, c, d by Adam (lr 3e-3), output layer still exact",
+    "init_default": "the default initialisation instead of kinks placed in the data",
+    "stages": "two residual stages (the second fits the rescaled residual)",
+}
+
+
+def recipe_ablation() -> dict[str, str]:
+    """Variant label -> method name, ``"none"`` (the base) first."""
+    return {"none": RECIPE_BASE, **{
+        v: (x if isinstance(x, str) else f"{RECIPE_BASE}+{v}") for v, x in RECIPE_VARIANTS.items()
+    }}
+
+
+PRECISION_STAGES = 3
+"""Stages of ``sepneuron_stages`` (precision mode): each fits the previous ones' residual."""
+
+PEERS = ("tanh_lbfgs", "tanh_adam_lbfgs", "tanh_lm", "kan", "sklearn_lbfgs_tanh",
+         "relu_adam", "softplus_adam", "tanh_adam", "silu_adam", "leaky_relu_adam")
+"""Today's peers: what a user would run instead (the headline's "best peer" is the best
+of those present, per task)."""
+
+HEADLINE = "sepneuron_default"
+"""The library's headline method: its default recipe."""
+
+PAPER_QUESTION = {
+    "separated": ("sep_softplus_vplm", "sep_relu_vplm", "sep_softplus_vplm_gauss_newton"),
+    "plain": ("tanh_vplm", "softplus_vplm"),
+}
+"""The paper's question under the best trainer: separated vs plain neurons, same recipe."""
+
+
+def _default_model() -> tuple[str, str]:
+    """``(model, activation)`` of the estimator's default network (what ``fit`` trains for
+    a user who takes the defaults): a separated analog, or a plain activation."""
+    import inspect
+
+    from ..estimator import SeparatedMLPRegressor
+    from ..functional import KINDS
+
+    kind = inspect.signature(SeparatedMLPRegressor).parameters["kind"].default
+    return ("separated" if kind in KINDS else "plain"), kind
 
 
 def _registry() -> dict[str, Method]:
@@ -110,20 +220,20 @@ def _registry() -> dict[str, Method]:
                     else f"q, c, d by the {rule!r} rule")
             methods.append(Method(
                 f"sep_{kind}_{rule}", "separated", "separated", kind, "separated", rule=rule,
-                description=f"separated {kind} analog MLP; weights by Adam, {what}",
+                legacy=True, description=f"separated {kind} analog MLP; weights by Adam, {what}",
             ))
     for act in ("relu", "softplus", "leaky_relu", "silu", "tanh"):
         for opt, words in (("sgd", "SGD with momentum"), ("adam", "Adam")):
             methods.append(Method(
-                f"{act}_{opt}", "baseline", "plain", act, opt,
+                f"{act}_{opt}", "baseline", "plain", act, opt, legacy=True,
                 description=f"plain {act} MLP, {words} (same parameter count)",
             ))
     methods.append(Method(
-        "tanh_lbfgs", "peer", "plain", "tanh", "lbfgs",
+        "tanh_lbfgs", "peer", "plain", "tanh", "lbfgs", legacy=True,
         description="tanh MLP, full-batch float64 L-BFGS (strong Wolfe; same parameter count)",
     ))
     methods.append(Method(
-        "tanh_lm", "peer", "plain", "tanh", "lm", hidden=list(LM_HIDDEN),
+        "tanh_lm", "peer", "plain", "tanh", "lm", hidden=list(LM_HIDDEN), legacy=True,
         description=f"small tanh MLP {LM_HIDDEN} (~200 parameters), Levenberg-Marquardt",
     ))
     methods.append(Method(
@@ -140,10 +250,54 @@ def _registry() -> dict[str, Method]:
                     f"conditioning component {variant!r}"
                 methods.append(Method(
                     f"sep_{kind}_{rule}+{variant}", "ablation", "separated", kind, "separated",
-                    rule=rule, conditioning=comps,
+                    rule=rule, conditioning=comps, legacy=True,
                     description=f"sep_{kind}_{rule} with {what} (off by default)",
                 ))
+    methods += _issue12_methods()
     return {m.name: m for m in methods}
+
+
+def _issue12_methods() -> list[Method]:
+    """The stronger peers, the library's recipe with its ablation, and its defaults."""
+    vp = "exact float64 least-squares output layer + Levenberg-Marquardt, init in the data"
+    out = [
+        Method("tanh_adam_lbfgs", "peer", "plain", "tanh", "adam", legacy=True,
+               then={"optimizer": "lbfgs", "share": ADAM_SHARE},
+               description=f"tanh MLP, Adam for {ADAM_SHARE:.0%} of the budget, then float64 "
+               "L-BFGS from there (same parameter count)"),
+        Method("sklearn_lbfgs_tanh", "peer", "sklearn", "tanh", "sklearn",
+               description="scikit-learn MLPRegressor(solver='lbfgs', activation='tanh'), "
+               "same hidden sizes, stopped by time (skipped without scikit-learn)"),
+    ]
+    for act in ("tanh", "softplus"):
+        out.append(Method(f"{act}_vplm", "recipe", "plain", act, "vplm",
+                          description=f"plain {act} MLP (same parameter count); {vp}"))
+    for kind in ("softplus", "relu"):
+        out.append(Method(f"sep_{kind}_vplm", "recipe", "separated", kind, "vplm", rule="grad",
+                          description=f"separated {kind} analog; {vp}; q, c, d in the LM vector"))
+    out.append(Method("sep_softplus_vplm_gauss_newton", "recipe", "separated", "softplus", "vplm",
+                      rule="gauss_newton",
+                      description=f"separated softplus analog; {vp}; q, c, d by the "
+                      "'gauss_newton' tuner"))
+    base = next(m for m in out if m.name == RECIPE_BASE)
+    for label, change in RECIPE_VARIANTS.items():
+        if isinstance(change, dict):
+            out.append(Method(f"{RECIPE_BASE}+{label}", "recipe", "separated", base.activation,
+                              "vplm", rule=base.rule, extra=dict(change),
+                              description=f"{RECIPE_BASE} with {_RECIPE_WORDS[label]}"))
+    model, act = _default_model()
+    out.append(Method("sepneuron_default", "default", model, act, "default",
+                      description="the library's default recipe: fit() with TrainConfig() "
+                      "defaults, only the budget set (the estimator's default kind, "
+                      "same parameter count)"))
+    out.append(Method("sepneuron_stages", "default", model, act, "default",
+                      extra={"stages": PRECISION_STAGES},
+                      description=f"the default recipe with {PRECISION_STAGES} residual stages "
+                      "(precision mode)"))
+    out.append(Method("estimator_default", "default", "estimator", act, "default",
+                      description="SeparatedMLPRegressor(max_time=budget) on the raw data, "
+                      "its own default sizes; scored in the bench's standardised units"))
+    return out
 
 
 METHODS: dict[str, Method] = _registry()
@@ -182,7 +336,7 @@ def ablation_parts(name: str) -> tuple[str, str] | None:
     ``("sep_relu_newton", "none")``.
     """
     m = METHODS.get(name)
-    if m is None or m.model != "separated":
+    if m is None or m.model != "separated" or m.family not in ("separated", "ablation"):
         return None
     base = f"sep_{m.activation}_{m.rule}"
     if m.family == "ablation":

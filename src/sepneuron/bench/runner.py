@@ -68,6 +68,10 @@ def make_spec(
         kan = dict(METHOD_CONFIG["kan"])
         spec["model"]["hidden"] = list(kan.pop("hidden"))
         spec["train"] = {**kan, "steps": budget.steps or _BIG_STEPS, "max_time": budget.seconds}
+    elif m.model in ("sklearn", "estimator"):
+        from .fitters import external_train_spec
+
+        spec["model"], spec["train"] = external_train_spec(m, budget, seed, spec["model"])
     else:
         cfg = TrainConfig(**m.train_overrides())
         cfg.steps = budget.steps or _BIG_STEPS
@@ -76,6 +80,8 @@ def make_spec(
         cfg.dtype = "float64"
         cfg.validate()
         spec["train"] = asdict(cfg)
+        if m.then is not None:  # a second phase (tanh_adam_lbfgs): fitters.fit_then
+            spec["then"] = m.then_overrides()
     return spec
 
 
@@ -138,7 +144,12 @@ def _fit_torch(spec, data) -> dict[str, Any]:
     train = dict(spec["train"])
     train["conditioning"] = tuple(train.get("conditioning", ()))
     cfg = TrainConfig(**train)
-    h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
+    if "then" in spec:
+        from .fitters import fit_then
+
+        h = fit_then(model, X, y, cfg, spec["then"], X_test=Xt, y_test=yt)
+    else:
+        h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
     with torch.no_grad():
         err = (model(Xg) - yg).reshape(spec["grid_n"], spec["grid_n"])
     dead = h.dead_fraction[-1] if h.dead_fraction else []
@@ -205,7 +216,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
            "threads": torch.get_num_threads()}
     try:
         data, mu, sd = _data(spec)
-        fitter = _fit_kan if spec["model"]["type"] == "kan" else _fit_torch
+        from .fitters import EXTERNAL_FITTERS
+
+        kind = spec["model"]["type"]
+        fitter = EXTERNAL_FITTERS.get(kind) or (_fit_kan if kind == "kan" else _fit_torch)
         row.update(fitter(spec, data))
         row["metrics"] = {**row["metrics"], "y_mean": mu, "y_std": sd}
     except _Skipped as e:
