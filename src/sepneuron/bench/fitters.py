@@ -93,7 +93,7 @@ def fit_then(model: torch.nn.Module, X, y, cfg: TrainConfig, then: dict[str, Any
     if cfg.max_time is not None:
         first_cfg = replace(cfg, max_time=cfg.max_time * share)
     else:
-        first_cfg = replace(cfg, steps=max(1, int(round(cfg.steps * share))))
+        first_cfg = replace(cfg, steps=max(1, round(cfg.steps * share)))
     first = fit(model, X, y, first_cfg, X_test=X_test, y_test=y_test)
     used = first.time[-1] if first.time else 0.0
     steps_left = cfg.steps - first.steps_done

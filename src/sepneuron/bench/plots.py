@@ -4,6 +4,8 @@
 * ``error_map_<task>.png`` -- ``|model - target|`` over the task's first two inputs for the
   best run overall, the best separated run and the best plain-Adam run, from the error
   grid each run saved when it finished (no re-training);
+* ``headline.png`` -- per task, the best peer's median RMSE / the default recipe's (log
+  scale), with the targets' 10x and 1/2x lines (from the stored runs);
 * ``activations.png`` -- the shapes ``o(a)`` of both analogs for several ``c, d, q``
   (the paper's Figure 5);
 * ``neuron_tuning.png`` -- one neuron fitted to ``relu(-2x + 0.3)`` from ``w = +1``: a plain
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["plot_curves", "plot_error_maps", "plot_activations", "plot_neuron_tuning"]
+__all__ = ["plot_curves", "plot_error_maps", "plot_activations", "plot_neuron_tuning",
+           "plot_headline"]
 
 
 def _figure(w: float, h: float):
@@ -222,3 +225,31 @@ def plot_neuron_tuning(folder: Path, rule: str | None = None, *, steps: int = 20
     axes[3].legend(fontsize=7)
     axes[3].grid(True, which="both", alpha=0.3)
     return _save(fig, folder / "neuron_tuning.png")
+
+
+def plot_headline(table, folder: Path) -> list[Path]:
+    """Bars of :func:`~sepneuron.bench.compare.headline`'s ratio per task (smooth tasks
+    dark, kink tasks light); nothing if the table is empty."""
+    from .compare import TARGET_BETTER, TARGET_WORSE
+
+    if table.empty:
+        return []
+    ratio = table["ratio"].astype(float)
+    t = table[np.isfinite(ratio) & (ratio > 0)]
+    if t.empty:
+        return []
+    fig = _figure(max(5.0, 0.6 * len(t) + 2), 4)
+    ax = fig.add_subplot()
+    x = np.arange(len(t))
+    ax.bar(x, t["ratio"], color=["tab:blue" if s else "lightsteelblue" for s in t["smooth"]])
+    ax.axhline(TARGET_BETTER, color="tab:green", ls="--", lw=1,
+               label=f"{TARGET_BETTER:g}x better (smooth-task target)")
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.axhline(1 / TARGET_WORSE, color="tab:red", ls="--", lw=1,
+               label=f"{TARGET_WORSE:g}x worse (limit)")
+    ax.set_yscale("log")
+    ax.set_xticks(x, t["task"], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("best peer RMSE / default recipe RMSE")
+    ax.set_title("default recipe vs the best peer per task (dark: smooth tasks)")
+    ax.legend(fontsize=7)
+    return [_save(fig, folder / "headline.png")]

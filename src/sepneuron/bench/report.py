@@ -374,6 +374,8 @@ def _setup_section(
 def _figures_section(folder: Path, figs: dict[str, list[Path]]) -> list[str]:
     out = ["## Figures", ""]
     for title, paths in figs.items():
+        if not paths:
+            continue
         out.append(f"### {title}")
         out.append("")
         for p in paths:
@@ -419,6 +421,9 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
         "",
     ]
     lines += _setup_section(rows, selection, last)
+    from .report_compare import compare_sections
+
+    lines += compare_sections(rows, budget_text)
     lines += _claims_section(cells)
     ablation = conditioning_ablation(rows)
     if ablation:
@@ -435,7 +440,11 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
     if figures:
         from .plots import plot_activations, plot_curves, plot_error_maps, plot_neuron_tuning
 
+        from .compare import headline
+        from .plots import plot_headline
+
         figs = {
+            "The default recipe against the best peer": plot_headline(headline(rows), folder),
             "Learning curves": plot_curves(rows, folder, methods),
             "Error of the best models over the domain (saved at run time)":
                 plot_error_maps(rows, folder),

@@ -1,0 +1,185 @@
+"""The report's issue-12 sections (markdown lines), from stored rows only: the headline
+(default recipe vs the best peer), the estimator against scikit-learn, the paper's question
+under the library's trainer, the recipe's ablation and the residual stages. Each section is
+left out when its methods are not in the selection. The numbers: :mod:`.compare`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .compare import (
+    TARGET_BETTER, TARGET_SHARE, TARGET_WORSE, geomean, headline, headline_verdict, pairwise,
+    recipe_ablation_table, stages_table,
+)
+from .methods import HEADLINE, METHODS, PAPER_QUESTION, PEERS, RECIPE_BASE, RECIPE_VARIANTS
+from .report import _e, _table, _x
+
+__all__ = ["compare_sections", "headline_section", "estimator_section",
+           "paper_question_section", "recipe_section", "stages_section"]
+
+ESTIMATOR, SKLEARN = "estimator_default", "sklearn_lbfgs_tanh"
+PRECISION_TARGET = 1e-6  # relative test RMSE the precision mode aims at (issue 12)
+
+
+def _ratio(v: float) -> str:
+    """A ratio that may be 0 (a failed method on top) or inf; NaN as n/a."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if math.isinf(v):
+        return "inf"
+    return "0 (failed)" if v == 0 else _x(v)
+
+
+def _recipe(rows: Sequence[dict[str, Any]], method: str) -> str:
+    """The optimisation fields of ``method``'s stored config, as the report states them."""
+    for r in rows:
+        if r["method"] == method and r.get("config"):
+            t = r["config"].get("train", {})
+            keys = ("optimizer", "lr", "output_layer", "init", "rule", "stages", "dtype")
+            model = r["config"].get("model", {})
+            return (f"{model.get('type')} {model.get('activation')} {model.get('hidden')}; "
+                    + ", ".join(f"{k}={t[k]!r}" for k in keys if k in t))
+    return "n/a"
+
+
+def headline_section(rows: Sequence[dict[str, Any]], budget_text: str) -> list[str]:
+    table = headline(rows)
+    if table.empty:
+        return []
+    v = headline_verdict(table)
+    present = sorted({r["method"] for r in rows if r["method"] in PEERS})
+    out = [
+        "## Headline: the default recipe against the best of today's peers", "",
+        f"`{HEADLINE}` is `fit` with `TrainConfig()`'s defaults, only the budget set "
+        f"({_recipe(rows, HEADLINE)}). Per task, the *best peer* is the peer with the lowest "
+        "median final test RMSE among those run here (" + ", ".join(f"`{p}`" for p in present)
+        + f"); *ratio* = best peer's median / `{HEADLINE}`'s median at {budget_text}: above "
+        "1 the default recipe is more accurate. Medians over seeds; a failed run counts as "
+        "an infinite RMSE.", "",
+        f"Targets (issue 12): at least {TARGET_BETTER:g}x lower RMSE on at least "
+        f"{TARGET_SHARE:.0%} of the *smooth* tasks (`Task.smooth`: no kink), and never more "
+        f"than {TARGET_WORSE:g}x worse on any task.", "",
+    ]
+    body = [[r.task, "smooth" if r.smooth else "kink", _e(r.headline), f"`{r.best_peer}`",
+             _e(r.peer_rmse), _ratio(r.ratio), r.verdict] for r in table.itertuples()]
+    out += _table(["task", "kind", f"`{HEADLINE}`", "best peer", "its RMSE",
+                   "ratio (peer / default)", "verdict"], body)
+    out.append("")
+    worse = ", ".join(f"`{t}`" for t in v["worse"]) or "none"
+    out.append(
+        f"**Verdict:** {TARGET_BETTER:g}x or better on {v['better']} of {v['smooth']} smooth "
+        f"tasks (target: {v['need']}): **{'met' if v['share_met'] else 'not met'}**; more than "
+        f"{TARGET_WORSE:g}x worse on: {worse}: **{'met' if v['worse_met'] else 'not met'}**. "
+        f"Over {v['tasks']} tasks of this selection (the targets are stated for the paper "
+        "suite's 13).")
+    return out + [""]
+
+
+def estimator_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    table = pairwise(rows, [(SKLEARN, ESTIMATOR)])
+    col = f"{ESTIMATOR} vs {SKLEARN}"
+    if table.empty or col not in table.columns:
+        return []
+    beats = int((table[col] > 1).sum())
+    out = [
+        "## The estimator against scikit-learn", "",
+        f"`{ESTIMATOR}`: `SeparatedMLPRegressor(max_time=budget, random_state=seed)` with "
+        "every other parameter at its default, fitted on the raw data (it standardises "
+        f"itself), scored in the bench's standardised units. `{SKLEARN}`: "
+        "`MLPRegressor(solver=\"lbfgs\", activation=\"tanh\")` of the same hidden sizes on "
+        "the standardised data, stopped by time in warm-started chunks "
+        "(`sepneuron.bench.fitters`). Ratio = scikit-learn's median / the estimator's: above "
+        "1 the estimator is more accurate. *Seeds*: seeds on which the estimator's RMSE is "
+        "lower.", "",
+    ]
+    body = [[t, _ratio(table.loc[t, col]), table.loc[t, col + ": seeds"],
+             "beats" if table.loc[t, col] > 1 else "**does not beat**"] for t in table.index]
+    out += _table(["task", "ratio (sklearn / estimator)", "seeds", "verdict"], body)
+    out += ["", f"**The estimator beats scikit-learn's L-BFGS MLP on {beats} of {len(table)} "
+            "tasks** (target: every quick-suite task).", ""]
+    return out
+
+
+def paper_question_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    pairs = [(p, s) for s in PAPER_QUESTION["separated"] for p in PAPER_QUESTION["plain"]]
+    table = pairwise(rows, pairs)
+    cols = [c for c in table.columns if not c.endswith(": seeds")]
+    if table.empty or not cols:
+        return []
+    out = [
+        "## The paper's question under the library's trainer", "",
+        "Separated neurons against plain tanh and SoftPlus neurons trained by the *same* "
+        "recipe -- exact least-squares output layer, Levenberg-Marquardt on the rest, "
+        "initialisation in the data -- with the same parameter count and the same time. "
+        "Ratio = plain net's median RMSE / separated net's: above 1 the separated net is "
+        "more accurate, below 1 the plain one; *seeds*: seeds the separated net wins. The "
+        "last row is the geometric mean over tasks.", "",
+    ]
+    body = [[t] + [f"{_ratio(table.loc[t, c])} ({table.loc[t, c + ': seeds']})" for c in cols]
+            for t in table.index]
+    body.append(["**geometric mean**"] + [_ratio(geomean(table[c])) for c in cols])
+    out += _table(["task"] + [f"`{c.split(' vs ')[0]}` vs `{c.split(' vs ')[1]}`"
+                              for c in cols], body)
+    return out + [""]
+
+
+def _what(label: str) -> str:
+    """A recipe variant in words: the method it is, or the settings it changes."""
+    v = RECIPE_VARIANTS.get(label)
+    if isinstance(v, str):
+        return f"`{v}`"
+    return ", ".join(f"`{a}={b!r}`" for a, b in (v or {}).items())
+
+
+def recipe_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    table = recipe_ablation_table(rows)
+    if table.empty:
+        return []
+    tasks = [c for c in table.columns if c not in ("variant", "method", "geomean", "verdict")]
+    out = [
+        "## Ablation of the recipe", "",
+        f"`{RECIPE_BASE}` ({METHODS[RECIPE_BASE].description}) with one option switched back "
+        "at a time. Ratio = the variant's median final test RMSE / the recipe's: **above 1 "
+        "the option that was switched back helps**. Verdict on the per-task ratios: *helps* = "
+        "geometric mean above 1/0.95 and worse without it on at least 2/3 of the tasks; "
+        "*does not help* = geometric mean at most 1/0.95 and worse without it on at most "
+        "1/3; *mixed* otherwise.", "",
+    ]
+    body = [[f"`{r['variant']}`", _what(r["variant"])]
+            + [_ratio(r.get(t, math.nan)) for t in tasks]
+            + [_ratio(r["geomean"]), f"**{r['verdict']}**"] for _, r in table.iterrows()]
+    out += _table(["switched back", "variant"] + tasks + ["geo. mean", "the option"], body)
+    return out + [""]
+
+
+def stages_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    table = stages_table(rows)
+    if table.empty:
+        return []
+    out = [
+        "## Residual stages (precision mode)", "",
+        "Each stage fits a new network to the rescaled residual of the previous ones (float64). "
+        "Per stage: median over seeds of the test and training RMSE of the sum after that "
+        "stage (standardised target, so these are relative RMSEs) and the training seconds "
+        f"at its end. The precision target is a relative test RMSE of {PRECISION_TARGET:g}. "
+        "Reading the limit: a test RMSE far above the training RMSE means the data (too few "
+        "points to pin the function down between them); both falling together until the "
+        "time ends means time; both stalling means conditioning (the stage cannot fit its "
+        "residual).", "",
+    ]
+    body = [[r.task, f"`{r.method}`", r.stage, _e(r.test_rmse), _e(r.train_rmse),
+             "n/a" if math.isnan(r.time) else f"{r.time:.1f}",
+             _x(r.test_rmse / r.train_rmse) if r.train_rmse > 0 else "n/a", r.seeds,
+             "yes" if r.test_rmse <= PRECISION_TARGET else "no"]
+            for r in table.itertuples()]
+    out += _table(["task", "method", "stage", "test RMSE", "train RMSE", "time, s",
+                   "test / train", "seeds", f"<= {PRECISION_TARGET:g}"], body)
+    return out + [""]
+
+
+def compare_sections(rows: Sequence[dict[str, Any]], budget_text: str) -> list[str]:
+    """Every issue-12 section that the selection's methods allow, in report order."""
+    return (headline_section(rows, budget_text) + estimator_section(rows)
+            + paper_question_section(rows) + stages_section(rows) + recipe_section(rows))
