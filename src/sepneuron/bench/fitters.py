@@ -13,6 +13,8 @@
   the task's *raw* data; predictions are mapped to the bench's standardised units to score.
 * :func:`fit_then` -- two :func:`~sepneuron.fit` calls on one model: the method's optimizer
   for a share of the budget, then another from where it stopped (``tanh_adam_lbfgs``).
+* ``stages`` -- residual stages (:func:`sepneuron.stages.fit_stages`) with the test and
+  train RMSE of the sum after each stage recorded (the report's precision section).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ import torch
 
 from ..train import History, TrainConfig, fit
 
-__all__ = ["external_train_spec", "EXTERNAL_FITTERS", "fit_then", "PROBE_ITER", "FILL",
-           "MIN_CHUNK"]
+__all__ = ["external_train_spec", "EXTERNAL_FITTERS", "fitter_for", "fit_then", "PROBE_ITER",
+           "FILL", "MIN_CHUNK"]
 
 PROBE_ITER = 20   # iterations of the first, timing call
 FILL = 0.9        # share of the time left that the next call is sized to fill
@@ -207,5 +209,74 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
     }
 
 
+# -- residual stages -------------------------------------------------------------------------
+
+
+def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
+    """``spec["stages"]`` networks of the spec's architecture, each on the rescaled residual
+    of the ones before (:func:`sepneuron.stages.fit_stages`, one shared time budget).
+    ``metrics["stages"]``: per stage trained, the test and train RMSE of the sum so far,
+    the training seconds at its end and whether it was added (a stage that would raise the
+    training loss is not). The curve is the first stage's, then one point per later stage."""
+    from ..baselines import PlainMLP, count_parameters
+    from ..layers import SeparatedMLP
+    from ..stages import fit_stages
+
+    X, y, Xt, yt, Xg, yg = data
+    m = spec["model"]
+    cls = SeparatedMLP if m["type"] == "separated" else PlainMLP
+
+    def make_model(i: int) -> torch.nn.Module:
+        gen = torch.Generator().manual_seed(spec["seed"] + 1000 * i)
+        return cls(X.shape[1], m["hidden"], 1, m["activation"], dtype=torch.float64,
+                   generator=gen)
+
+    train = dict(spec["train"])
+    train["conditioning"] = tuple(train.get("conditioning", ()))
+    model, histories = fit_stages(make_model, X, y, TrainConfig(**train),
+                                  stages=int(spec["stages"]), X_test=Xt, y_test=yt)
+    with torch.no_grad():
+        parts = [(st(X), st(Xt)) for st in model.stages]
+        err = (model(Xg) - yg).reshape(spec["grid_n"], spec["grid_n"])
+    records, used, added, steps = [], 0.0, 0, 0
+    fx, ft = torch.zeros_like(y), torch.zeros_like(yt)
+    for h in histories:
+        used += h.time[-1] if h.time else 0.0
+        steps += h.steps_done
+        ok = not any(e.get("event") == "stage not added" for e in h.events)
+        if ok:
+            fx, ft = fx + parts[added][0], ft + parts[added][1]
+            added += 1
+        records.append({"test_rmse": float((ft - yt).pow(2).mean().sqrt()),
+                        "train_rmse": float((fx - y).pow(2).mean().sqrt()),
+                        "time": used, "steps": steps, "added": ok,
+                        "stop_reason": h.stop_reason})
+    first = histories[0]
+    curve = {"eval_step": list(first.eval_step), "eval_time": list(first.eval_time),
+             "test_rmse": list(first.test_rmse), "train_rmse": list(first.train_rmse)}
+    for rec in records[1:]:
+        curve["eval_step"].append(rec["steps"])
+        curve["eval_time"].append(rec["time"])
+        curve["test_rmse"].append(rec["test_rmse"])
+        curve["train_rmse"].append(rec["train_rmse"])
+    return {
+        "test_rmse": records[-1]["test_rmse"], "train_rmse": records[-1]["train_rmse"],
+        "train_time": used, "steps": steps, "n_params": count_parameters(model),
+        "dead_fraction": [], "curve": curve,
+        "metrics": {"stop_reason": histories[-1].stop_reason, "stages": records,
+                    "events": [e for h in histories for e in h.events]},
+        "grid": err.to(torch.float32).numpy().tobytes(),
+    }
+
+
 EXTERNAL_FITTERS = {"sklearn": _fit_sklearn, "estimator": _fit_estimator}
 """Spec model type -> fitter ``(spec, standardised data) -> result fields``."""
+
+
+def fitter_for(spec: dict[str, Any]):
+    """The fitter of a spec that is not one :func:`~sepneuron.fit` call, else None."""
+    if spec["model"]["type"] in EXTERNAL_FITTERS:
+        return EXTERNAL_FITTERS[spec["model"]["type"]]
+    if int(spec.get("stages", 1)) > 1:
+        return _fit_stages
+    return None

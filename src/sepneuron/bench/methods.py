@@ -41,11 +41,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .recipes import (
+    ADAM_SHARE, HEADLINE, PAPER_QUESTION, PEERS, PRECISION_STAGES, RECIPE_BASE, RECIPE_VARIANTS,
+    issue12_methods, recipe_ablation,
+)
+
 __all__ = [
     "Method", "METHODS", "METHOD_CONFIG", "LEGACY_CONFIG", "RULE_NAMES", "get_method",
     "analog_methods", "CONDITIONING_COMPONENTS", "ABLATION_VARIANTS", "CONDITIONING_RULES",
     "ablation_methods", "ablation_parts", "RECIPE_BASE", "RECIPE_VARIANTS", "recipe_ablation",
-    "PEERS", "HEADLINE", "PAPER_QUESTION",
+    "PEERS", "HEADLINE", "PAPER_QUESTION", "ADAM_SHARE", "PRECISION_STAGES",
 ]
 
 RULE_NAMES = ("paper", "newton", "gauss_newton", "grad")
@@ -60,9 +65,10 @@ LEGACY_CONFIG: dict[str, Any] = {
     "optimizer": "adam", "lr": 3e-3, "momentum": 0.9, "schedule": "constant",
     "batch_size": None, "rule": "newton", "gamma": 0.3, "max_step": 0.2,
     "tune_curvature": True, "tune_every": 1, "max_retries": 8, "diagnostics": True,
-    # added by issue 12: the output layer trained like the rest, the old initialisation,
-    # one stage, no plateau stop
-    "output_layer": "optimizer", "init": "default", "stages": 1, "plateau_patience": None,
+    # added by issue 12, at the values that keep the old behaviour: the output layer
+    # trained like the rest, the old initialisation, no plateau stop, LM's old damping
+    "output_layer": "optimizer", "init": "default", "patience": None,
+    "min_improvement": 1e-4, "damping": 1e-3, "ridge": 1e-12,
 }
 
 # One place for every hyper-parameter the bench sets. Keys are TrainConfig fields (or,
@@ -77,14 +83,10 @@ METHOD_CONFIG: dict[str, dict[str, Any]] = {
     "lbfgs": {"optimizer": "lbfgs", "lr": 1.0},
     "lm": {"optimizer": "lm", "lr": 1.0},
     "kan": {"grid": 5, "k": 3, "opt": "LBFGS", "lr": 1.0, "hidden": [10]},
-    "vplm": {"optimizer": "lm", "output_layer": "lstsq", "init": "data"},
+    "vplm": {"optimizer": "lm", "lr": None, "output_layer": "lstsq", "init": "data"},
     "sklearn": {"solver": "lbfgs"},
     "default": {},  # TrainConfig() as it is
 }
-
-# Adam then L-BFGS: the share of the budget (time or steps) Adam gets, then L-BFGS as
-# METHOD_CONFIG["lbfgs"] for the rest, from where Adam stopped.
-ADAM_SHARE = 0.3
 
 # Evaluations every this many steps: roughly one evaluation per 20-60 ms of training on
 # the quick suite's networks, so that time-to-target is resolved to ~1% of the budget.
@@ -112,7 +114,7 @@ class Method:
     """One benchmarked method."""
 
     name: str                  # registry key, e.g. "sep_relu_newton"
-    family: str                # "separated" | "baseline" | "peer" | "ablation" | "recipe" | "default"
+    family: str                # separated | baseline | peer | ablation | recipe | default
     model: str                 # "separated" | "plain" | "kan" | "sklearn" | "estimator"
     activation: str            # analog kind ("relu", "softplus") or PlainMLP activation
     optimizer: str             # key of METHOD_CONFIG
@@ -123,6 +125,7 @@ class Method:
     conditioning: tuple[str, ...] = ()  # TrainConfig.conditioning (ablation methods only)
     legacy: bool = False       # start from LEGACY_CONFIG (the methods older than issue 12)
     then: dict[str, Any] | None = None  # a second phase (Adam then L-BFGS): see ADAM_SHARE
+    stages: int = 1            # residual stages (sepneuron.stages.fit_stages) when above 1
 
     def train_overrides(self) -> dict[str, Any]:
         """TrainConfig fields this method sets (the rest are TrainConfig defaults)."""
@@ -151,65 +154,6 @@ class Method:
         out = dict(METHOD_CONFIG[self.then["optimizer"]])
         out["eval_every"] = EVAL_EVERY[self.then["optimizer"]]
         return {**out, "share": self.then["share"]}
-
-
-# The recipe's ablation: its separated SoftPlus net, and one option of the recipe switched
-# back at a time. Variant label -> TrainConfig changes (a method sep_softplus_vplm+<label>),
-# or the name of a method registered on its own.
-RECIPE_BASE = "sep_softplus_vplm"
-RECIPE_VARIANTS: dict[str, dict[str, Any] | str] = {
-    "no_varpro": {"output_layer": "optimizer"},          # LM on every weight, output included
-    "adam": {"optimizer": "adam", "lr": 3e-3, "eval_every": 10},  # VarPro output, Adam on the rest
-    "init_default": {"init": "default"},                 # the old initialisation
-    "tuner": "sep_softplus_vplm_gauss_newton",           # q, c, d by the tuner, not in LM
-    "stages": {"stages": 2},                             # a second, residual stage
-    "paper_recipe": "sep_softplus_gauss_newton",         # all off: Adam + tuner (the paper's)
-}
-"""Label -> TrainConfig overrides of :data:`RECIPE_BASE`, or another method's name."""
-
-_RECIPE_WORDS = {
-    "no_varpro": "output layer trained by LM with the rest (no variable projection)",
-    "adam": "hidden parameters and q, c, d by Adam (lr 3e-3), output layer still exact",
-    "init_default": "the default initialisation instead of kinks placed in the data",
-    "stages": "two residual stages (the second fits the rescaled residual)",
-}
-
-
-def recipe_ablation() -> dict[str, str]:
-    """Variant label -> method name, ``"none"`` (the base) first."""
-    return {"none": RECIPE_BASE, **{
-        v: (x if isinstance(x, str) else f"{RECIPE_BASE}+{v}") for v, x in RECIPE_VARIANTS.items()
-    }}
-
-
-PRECISION_STAGES = 3
-"""Stages of ``sepneuron_stages`` (precision mode): each fits the previous ones' residual."""
-
-PEERS = ("tanh_lbfgs", "tanh_adam_lbfgs", "tanh_lm", "kan", "sklearn_lbfgs_tanh",
-         "relu_adam", "softplus_adam", "tanh_adam", "silu_adam", "leaky_relu_adam")
-"""Today's peers: what a user would run instead (the headline's "best peer" is the best
-of those present, per task)."""
-
-HEADLINE = "sepneuron_default"
-"""The library's headline method: its default recipe."""
-
-PAPER_QUESTION = {
-    "separated": ("sep_softplus_vplm", "sep_relu_vplm", "sep_softplus_vplm_gauss_newton"),
-    "plain": ("tanh_vplm", "softplus_vplm"),
-}
-"""The paper's question under the best trainer: separated vs plain neurons, same recipe."""
-
-
-def _default_model() -> tuple[str, str]:
-    """``(model, activation)`` of the estimator's default network (what ``fit`` trains for
-    a user who takes the defaults): a separated analog, or a plain activation."""
-    import inspect
-
-    from ..estimator import SeparatedMLPRegressor
-    from ..functional import KINDS
-
-    kind = inspect.signature(SeparatedMLPRegressor).parameters["kind"].default
-    return ("separated" if kind in KINDS else "plain"), kind
 
 
 def _registry() -> dict[str, Method]:
@@ -253,51 +197,8 @@ def _registry() -> dict[str, Method]:
                     rule=rule, conditioning=comps, legacy=True,
                     description=f"sep_{kind}_{rule} with {what} (off by default)",
                 ))
-    methods += _issue12_methods()
+    methods += issue12_methods()
     return {m.name: m for m in methods}
-
-
-def _issue12_methods() -> list[Method]:
-    """The stronger peers, the library's recipe with its ablation, and its defaults."""
-    vp = "exact float64 least-squares output layer + Levenberg-Marquardt, init in the data"
-    out = [
-        Method("tanh_adam_lbfgs", "peer", "plain", "tanh", "adam", legacy=True,
-               then={"optimizer": "lbfgs", "share": ADAM_SHARE},
-               description=f"tanh MLP, Adam for {ADAM_SHARE:.0%} of the budget, then float64 "
-               "L-BFGS from there (same parameter count)"),
-        Method("sklearn_lbfgs_tanh", "peer", "sklearn", "tanh", "sklearn",
-               description="scikit-learn MLPRegressor(solver='lbfgs', activation='tanh'), "
-               "same hidden sizes, stopped by time (skipped without scikit-learn)"),
-    ]
-    for act in ("tanh", "softplus"):
-        out.append(Method(f"{act}_vplm", "recipe", "plain", act, "vplm",
-                          description=f"plain {act} MLP (same parameter count); {vp}"))
-    for kind in ("softplus", "relu"):
-        out.append(Method(f"sep_{kind}_vplm", "recipe", "separated", kind, "vplm", rule="grad",
-                          description=f"separated {kind} analog; {vp}; q, c, d in the LM vector"))
-    out.append(Method("sep_softplus_vplm_gauss_newton", "recipe", "separated", "softplus", "vplm",
-                      rule="gauss_newton",
-                      description=f"separated softplus analog; {vp}; q, c, d by the "
-                      "'gauss_newton' tuner"))
-    base = next(m for m in out if m.name == RECIPE_BASE)
-    for label, change in RECIPE_VARIANTS.items():
-        if isinstance(change, dict):
-            out.append(Method(f"{RECIPE_BASE}+{label}", "recipe", "separated", base.activation,
-                              "vplm", rule=base.rule, extra=dict(change),
-                              description=f"{RECIPE_BASE} with {_RECIPE_WORDS[label]}"))
-    model, act = _default_model()
-    out.append(Method("sepneuron_default", "default", model, act, "default",
-                      description="the library's default recipe: fit() with TrainConfig() "
-                      "defaults, only the budget set (the estimator's default kind, "
-                      "same parameter count)"))
-    out.append(Method("sepneuron_stages", "default", model, act, "default",
-                      extra={"stages": PRECISION_STAGES},
-                      description=f"the default recipe with {PRECISION_STAGES} residual stages "
-                      "(precision mode)"))
-    out.append(Method("estimator_default", "default", "estimator", act, "default",
-                      description="SeparatedMLPRegressor(max_time=budget) on the raw data, "
-                      "its own default sizes; scored in the bench's standardised units"))
-    return out
 
 
 METHODS: dict[str, Method] = _registry()

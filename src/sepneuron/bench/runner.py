@@ -82,6 +82,8 @@ def make_spec(
         spec["train"] = asdict(cfg)
         if m.then is not None:  # a second phase (tanh_adam_lbfgs): fitters.fit_then
             spec["then"] = m.then_overrides()
+        if m.stages > 1:  # residual stages: fitters (sepneuron.stages.fit_stages)
+            spec["stages"] = m.stages
     return spec
 
 
@@ -216,10 +218,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
            "threads": torch.get_num_threads()}
     try:
         data, mu, sd = _data(spec)
-        from .fitters import EXTERNAL_FITTERS
+        from .fitters import fitter_for
 
         kind = spec["model"]["type"]
-        fitter = EXTERNAL_FITTERS.get(kind) or (_fit_kan if kind == "kan" else _fit_torch)
+        fitter = fitter_for(spec) or (_fit_kan if kind == "kan" else _fit_torch)
         row.update(fitter(spec, data))
         row["metrics"] = {**row["metrics"], "y_mean": mu, "y_std": sd}
     except _Skipped as e:

@@ -1,0 +1,126 @@
+"""The methods of issue 12, registered in :data:`sepneuron.bench.methods.METHODS`: the
+stronger peers, the library's recipe (exact float64 least-squares output layer + Levenberg-
+Marquardt + initialisation in the data, "vplm") on plain and separated nets with its
+ablation, and the library's defaults as methods. The groups the report compares
+(:data:`PEERS`, :data:`HEADLINE`, :data:`PAPER_QUESTION`, :func:`recipe_ablation`) are
+named here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .methods import Method
+
+__all__ = ["ADAM_SHARE", "RECIPE_BASE", "RECIPE_VARIANTS", "recipe_ablation",
+           "PRECISION_STAGES", "PEERS", "HEADLINE", "PAPER_QUESTION", "issue12_methods"]
+
+ADAM_SHARE = 0.3
+"""Adam then L-BFGS: the share of the budget (time or steps) Adam gets; then L-BFGS as
+``METHOD_CONFIG["lbfgs"]`` for the rest, from where Adam stopped."""
+
+# The recipe's ablation: its separated SoftPlus net, and one option of the recipe switched
+# back at a time. Variant label -> TrainConfig changes (a method sep_softplus_vplm+<label>),
+# or the name of a method registered on its own.
+RECIPE_BASE = "sep_softplus_vplm"
+RECIPE_VARIANTS: dict[str, dict[str, Any] | str] = {
+    "no_varpro": {"output_layer": "optimizer"},          # LM on every weight, output included
+    "adam": {"optimizer": "adam", "lr": 3e-3, "eval_every": 10},  # VarPro output, Adam on the rest
+    "init_default": {"init": "default"},                 # the old initialisation
+    "tuner": "sep_softplus_vplm_gauss_newton",           # q, c, d by the tuner, not in LM
+    "stages": {"stages": 2},                             # a second, residual stage (spec)
+    "paper_recipe": "sep_softplus_gauss_newton",         # all off: Adam + tuner (the paper's)
+}
+"""Label -> TrainConfig overrides of :data:`RECIPE_BASE` (``stages``: the method's number
+of residual stages, not a TrainConfig field), or another method's name."""
+
+_RECIPE_WORDS = {
+    "no_varpro": "output layer trained by LM with the rest (no variable projection)",
+    "adam": "hidden parameters and q, c, d by Adam (lr 3e-3), output layer still exact",
+    "init_default": "the default initialisation instead of kinks placed in the data",
+    "stages": "two residual stages (the second fits the rescaled residual)",
+}
+
+
+def recipe_ablation() -> dict[str, str]:
+    """Variant label -> method name, ``"none"`` (the base) first."""
+    return {"none": RECIPE_BASE, **{
+        v: (x if isinstance(x, str) else f"{RECIPE_BASE}+{v}") for v, x in RECIPE_VARIANTS.items()
+    }}
+
+
+PRECISION_STAGES = 3
+"""Stages of ``sepneuron_stages`` (precision mode): each fits the previous ones' residual."""
+
+PEERS = ("tanh_lbfgs", "tanh_adam_lbfgs", "tanh_lm", "kan", "sklearn_lbfgs_tanh",
+         "relu_adam", "softplus_adam", "tanh_adam", "silu_adam", "leaky_relu_adam")
+"""Today's peers: what a user would run instead (the headline's "best peer" is the best
+of those present, per task)."""
+
+HEADLINE = "sepneuron_default"
+"""The library's headline method: its default recipe."""
+
+PAPER_QUESTION = {
+    "separated": ("sep_softplus_vplm", "sep_relu_vplm", "sep_softplus_vplm_gauss_newton"),
+    "plain": ("tanh_vplm", "softplus_vplm"),
+}
+"""The paper's question under the best trainer: separated vs plain neurons, same recipe."""
+
+
+def _default_model() -> tuple[str, str]:
+    """``(model, activation)`` of the estimator's default network (what ``fit`` trains for
+    a user who takes the defaults): a separated analog, or a plain activation."""
+    import inspect
+
+    from ..estimator import SeparatedMLPRegressor
+    from ..functional import KINDS
+
+    kind = inspect.signature(SeparatedMLPRegressor).parameters["kind"].default
+    return ("separated" if kind in KINDS else "plain"), kind
+
+
+def issue12_methods() -> list[Method]:
+    """The stronger peers, the library's recipe with its ablation, and its defaults."""
+    from .methods import Method
+    vp = "exact float64 least-squares output layer + Levenberg-Marquardt, init in the data"
+    out = [
+        Method("tanh_adam_lbfgs", "peer", "plain", "tanh", "adam", legacy=True,
+               then={"optimizer": "lbfgs", "share": ADAM_SHARE},
+               description=f"tanh MLP, Adam for {ADAM_SHARE:.0%} of the budget, then float64 "
+               "L-BFGS from there (same parameter count)"),
+        Method("sklearn_lbfgs_tanh", "peer", "sklearn", "tanh", "sklearn",
+               description="scikit-learn MLPRegressor(solver='lbfgs', activation='tanh'), "
+               "same hidden sizes, stopped by time (skipped without scikit-learn)"),
+    ]
+    for act in ("tanh", "softplus"):
+        out.append(Method(f"{act}_vplm", "recipe", "plain", act, "vplm",
+                          description=f"plain {act} MLP (same parameter count); {vp}"))
+    for kind in ("softplus", "relu"):
+        out.append(Method(f"sep_{kind}_vplm", "recipe", "separated", kind, "vplm", rule="grad",
+                          description=f"separated {kind} analog; {vp}; q, c, d in the LM vector"))
+    out.append(Method("sep_softplus_vplm_gauss_newton", "recipe", "separated", "softplus", "vplm",
+                      rule="gauss_newton",
+                      description=f"separated softplus analog; {vp}; q, c, d by the "
+                      "'gauss_newton' tuner"))
+    base = next(m for m in out if m.name == RECIPE_BASE)
+    for label, change in RECIPE_VARIANTS.items():
+        if isinstance(change, dict):
+            extra = {k: v for k, v in change.items() if k != "stages"}
+            out.append(Method(f"{RECIPE_BASE}+{label}", "recipe", "separated", base.activation,
+                              "vplm", rule=base.rule, extra=extra,
+                              stages=int(change.get("stages", 1)),
+                              description=f"{RECIPE_BASE} with {_RECIPE_WORDS[label]}"))
+    model, act = _default_model()
+    out.append(Method("sepneuron_default", "default", model, act, "default",
+                      description="the library's default recipe: fit() with TrainConfig() "
+                      "defaults, only the budget set (the estimator's default kind, "
+                      "same parameter count)"))
+    out.append(Method("sepneuron_stages", "default", model, act, "default",
+                      stages=PRECISION_STAGES,
+                      description=f"the default recipe with {PRECISION_STAGES} residual stages "
+                      "(precision mode)"))
+    out.append(Method("estimator_default", "default", "estimator", act, "default",
+                      description="SeparatedMLPRegressor(max_time=budget) on the raw data, "
+                      "its own default sizes; scored in the bench's standardised units"))
+    return out
