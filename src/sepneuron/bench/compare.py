@@ -47,9 +47,11 @@ def final_table(rows: Sequence[dict[str, Any]]):
         if r.get("status") == "skipped":
             continue
         v = r.get("test_rmse")
-        ok = r.get("status") == "ok" and v is not None and math.isfinite(v)
+        final = math.inf
+        if r.get("status") == "ok" and v is not None and math.isfinite(v):
+            final = float(v)
         recs.append({"task": r["task"], "method": r["method"], "seed": r["seed"],
-                     "final": float(v) if ok else math.inf})
+                     "final": final})
     return pd.DataFrame(recs, columns=["task", "method", "seed", "final"])
 
 
