@@ -12,10 +12,19 @@ import torch
 
 from sepneuron.bench import METHODS, ResultStore, make_spec, run_key, run_one
 from sepneuron.bench.compare import (
-    headline, headline_verdict, pairwise, recipe_ablation_table, stages_table,
+    headline,
+    headline_verdict,
+    pairwise,
+    recipe_ablation_table,
+    stages_table,
 )
 from sepneuron.bench.methods import (
-    HEADLINE, PAPER_QUESTION, PEERS, RECIPE_BASE, RECIPE_VARIANTS, recipe_ablation,
+    HEADLINE,
+    PAPER_QUESTION,
+    PEERS,
+    RECIPE_BASE,
+    RECIPE_VARIANTS,
+    recipe_ablation,
 )
 from sepneuron.bench.report import build_report
 from sepneuron.bench.report_compare import compare_sections
@@ -159,7 +168,7 @@ def _rows(values: dict[str, dict[str, float]], seeds=(0, 1, 2)) -> list[dict]:
     out = []
     for task, by_method in values.items():
         for method, v in by_method.items():
-            for seed, f in zip(seeds, (0.5, 1.0, 2.0)):
+            for seed, f in zip(seeds, (0.5, 1.0, 2.0), strict=True):
                 out.append({"task": task, "method": method, "seed": seed, "status": "ok",
                             "test_rmse": v * f, "budget": "8s"})
     return out

@@ -105,7 +105,7 @@ def headline(rows: Sequence[dict[str, Any]], method: str = HEADLINE,
         "peer_rmse": sub.min(axis=1).to_numpy(),
     })
     out["ratio"] = _ratio(out["peer_rmse"], out["headline"])
-    out["verdict"] = [_task_verdict(r, s) for r, s in zip(out["ratio"], out["smooth"])]
+    out["verdict"] = [_task_verdict(r, s) for r, s in zip(out["ratio"], out["smooth"], strict=True)]
     return out.reset_index(drop=True)[cols]
 
 

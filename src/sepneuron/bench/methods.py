@@ -42,8 +42,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .recipes import (
-    ADAM_SHARE, HEADLINE, PAPER_QUESTION, PEERS, PRECISION_STAGES, RECIPE_BASE, RECIPE_VARIANTS,
-    issue12_methods, recipe_ablation,
+    ADAM_SHARE,
+    HEADLINE,
+    PAPER_QUESTION,
+    PEERS,
+    PRECISION_STAGES,
+    RECIPE_BASE,
+    RECIPE_VARIANTS,
+    issue12_methods,
+    recipe_ablation,
 )
 
 __all__ = [

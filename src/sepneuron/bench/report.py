@@ -438,10 +438,14 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
         lines += ["KAN's test RMSE is measured only at the end (pykan's `fit` loop), so it "
                   "has no learning curve and no time to target.", ""]
     if figures:
-        from .plots import plot_activations, plot_curves, plot_error_maps, plot_neuron_tuning
-
         from .compare import headline
-        from .plots import plot_headline
+        from .plots import (
+            plot_activations,
+            plot_curves,
+            plot_error_maps,
+            plot_headline,
+            plot_neuron_tuning,
+        )
 
         figs = {
             "The default recipe against the best peer": plot_headline(headline(rows), folder),

@@ -10,8 +10,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from .compare import (
-    TARGET_BETTER, TARGET_SHARE, TARGET_WORSE, geomean, headline, headline_verdict, pairwise,
-    recipe_ablation_table, stages_table,
+    TARGET_BETTER,
+    TARGET_SHARE,
+    TARGET_WORSE,
+    geomean,
+    headline,
+    headline_verdict,
+    pairwise,
+    recipe_ablation_table,
+    stages_table,
 )
 from .methods import HEADLINE, METHODS, PAPER_QUESTION, PEERS, RECIPE_BASE, RECIPE_VARIANTS
 from .report import _e, _table, _x
