@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .methods import Method
 
 __all__ = ["ADAM_SHARE", "RECIPE_BASE", "RECIPE_VARIANTS", "recipe_ablation",
-           "PRECISION_STAGES", "PEERS", "HEADLINE", "PAPER_QUESTION", "issue12_methods"]
+           "PRECISION_STAGES", "STAGE_PATIENCE", "PEERS", "HEADLINE", "PAPER_QUESTION",
+           "issue12_methods"]
 
 ADAM_SHARE = 0.3
 """Adam then L-BFGS: the share of the budget (time or steps) Adam gets; then L-BFGS as
@@ -51,7 +52,11 @@ def recipe_ablation() -> dict[str, str]:
 
 
 PRECISION_STAGES = 3
-"""Stages of ``sepneuron_stages`` (precision mode): each fits the previous ones' residual."""
+"""Stages of the precision-mode methods: each fits the previous ones' rescaled residual."""
+
+STAGE_PATIENCE = 20
+"""``tanh_vplm_stages``: a stage hands on its time after this many steps without a 1e-4
+relative fall of the loss (the setting of ``benchmarks/precision.py``)."""
 
 PEERS = ("tanh_lbfgs", "tanh_adam_lbfgs", "tanh_lm", "kan", "sklearn_lbfgs_tanh",
          "relu_adam", "softplus_adam", "tanh_adam", "silu_adam", "leaky_relu_adam")
@@ -116,6 +121,10 @@ def issue12_methods() -> list[Method]:
                       description="the library's default recipe: fit() with TrainConfig() "
                       "defaults, only the budget set (the estimator's default kind, "
                       "same parameter count)"))
+    out.append(Method("tanh_vplm_stages", "recipe", "plain", "tanh", "vplm",
+                      stages=PRECISION_STAGES, extra={"patience": STAGE_PATIENCE},
+                      description=f"tanh_vplm in {PRECISION_STAGES} residual stages, each "
+                      f"stopped by a plateau ({STAGE_PATIENCE} steps) to hand on its time"))
     out.append(Method("sepneuron_stages", "default", model, act, "default",
                       stages=PRECISION_STAGES,
                       description=f"the default recipe with {PRECISION_STAGES} residual stages "

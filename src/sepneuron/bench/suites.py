@@ -98,8 +98,9 @@ ABLATION_METHODS = (*ablation_methods("relu", "newton"), *ablation_methods("soft
 RECIPE_METHODS = tuple(recipe_ablation().values())
 """The recipe's separated net and each option switched back (methods.RECIPE_VARIANTS)."""
 
-PRECISION_METHODS = ("sepneuron_stages", "sepneuron_default", "tanh_lbfgs")
-"""Residual stages on the default recipe, the recipe alone, and float64 L-BFGS."""
+PRECISION_METHODS = ("sepneuron_stages", "tanh_vplm_stages", "tanh_lbfgs")
+"""Residual stages on the default recipe and on the plain tanh recipe with a plateau stop
+(each stage's first record is the single network's result), and float64 L-BFGS."""
 
 SUITES: dict[str, Suite] = {
     "quick": Suite(
