@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from ..tasks import TASKS
-from .methods import ablation_methods, recipe_ablation
+from .methods import METHODS, ablation_methods, recipe_ablation
 
 __all__ = ["Budget", "Suite", "SUITES", "parse_budget", "get_suite", "estimated_wall_s",
            "OVERHEAD_S"]
@@ -159,8 +159,10 @@ SUITES: dict[str, Suite] = {
 # data, evaluations (not counted in the budget), the error grid, the store. The quick
 # suite of commit 0efaa71 took 557 s for 108 runs of 8 s: (557 * 2 / 108) - 8 = 2.3 s;
 # KAN's pykan setup and its last step's overshoot of the budget cost ~2 s more (one run,
-# kan_exp, 4 s budget: 4.5 s training, 6.3 s wall).
-OVERHEAD_S = {"default": 2.5, "kan": 4.5}
+# kan_exp, 4 s budget: 4.5 s training, 6.3 s wall); a Levenberg-Marquardt step (the
+# recipe's, the defaults') overshoots by up to ~1 s on a loaded machine (4 s budget:
+# 4.0-5.3 s training, 0.5 s a step at load ~8 on 2 cores).
+OVERHEAD_S = {"default": 2.5, "kan": 4.5, "lm": 3.5}
 
 
 def estimated_wall_s(suite: Suite, jobs: int | None = None) -> float | None:
@@ -168,8 +170,12 @@ def estimated_wall_s(suite: Suite, jobs: int | None = None) -> float | None:
     for a step budget (its time depends on the method)."""
     if suite.budget.seconds is None:
         return None
-    per_seed_task = sum(suite.budget.seconds + OVERHEAD_S.get(m, OVERHEAD_S["default"])
-                        for m in suite.methods)
+    def overhead(name: str) -> float:
+        m = METHODS[name]
+        lm = m.optimizer in ("lm", "vplm", "default") or m.model == "estimator"
+        return OVERHEAD_S.get(name, OVERHEAD_S["lm" if lm else "default"])
+
+    per_seed_task = sum(suite.budget.seconds + overhead(m) for m in suite.methods)
     return per_seed_task * len(suite.tasks) * len(suite.seeds) / (jobs or suite.jobs)
 
 
