@@ -270,6 +270,10 @@ def test_report_sections_render_from_a_store(tmp_path):
     text = build_report(tmp_path, figures=False).read_text()
     assert text.index("## Headline") < text.index("## The paper's claims")
     assert "## All methods at equal budget" in text
+    pytest.importorskip("matplotlib")
+    text = build_report(tmp_path).read_text()  # with figures: still no training
+    assert (tmp_path / "headline.png").exists() and "(headline.png)" in text
+    assert not (tmp_path / "neuron_tuning.png").exists() and "neuron_tuning" not in text
 
 
 def test_headline_figure(tmp_path):

@@ -247,8 +247,11 @@ def _cmd_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) 
     print(f"trained {summary['ran']} runs ({summary['errors']} errors), skipped "
           f"{summary['skipped']} stored ones{others}, in {summary['wall_s']:.0f} s")
     if not args.no_report:
-        from .bench.report import build_report
+        from .bench.plots import plot_neuron_tuning
+        from .bench.report import NEURON_TUNING, build_report
 
+        if not (out / NEURON_TUNING).exists():  # a demo that trains: bench's job, not report's
+            plot_neuron_tuning(out)
         path = build_report(out)
         for line in path.read_text().splitlines():
             if line.startswith("**Summary"):

@@ -10,7 +10,8 @@
   (the paper's Figure 5);
 * ``neuron_tuning.png`` -- one neuron fitted to ``relu(-2x + 0.3)`` from ``w = +1``: a plain
   ReLU neuron against a separated one, snapshots of the response during training (the
-  paper's Figures 3 and 6). This small demo is trained when the figure is drawn.
+  paper's Figures 3 and 6). This small demo is trained when the figure is drawn, so
+  ``sepneuron bench`` draws it (once per folder); the report only links it.
 """
 
 from __future__ import annotations

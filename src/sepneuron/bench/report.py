@@ -1,7 +1,9 @@
 """``report.md``, ``results.csv`` and the figures of a benchmark folder, from its database.
 
-:func:`build_report` reads only the store (and draws the two illustrative figures that need
-no benchmark data), so ``sepneuron report DIR`` rebuilds the same report at any time. It
+:func:`build_report` reads only the store (and draws the activation shapes, which need no
+data) and trains nothing, so ``sepneuron report DIR`` rebuilds the same report at any time;
+the one-neuron demo figure (:data:`NEURON_TUNING`) is trained and drawn by
+``sepneuron bench``, once per folder, and the report links it when it is there. It
 covers the runs of the last ``bench`` selection recorded in the store (all rows if none).
 """
 
@@ -34,6 +36,7 @@ from .store import ResultStore
 __all__ = ["build_report", "REPORT_NAME"]
 
 REPORT_NAME = "report.md"
+NEURON_TUNING = "neuron_tuning.png"  # the one figure that needs training: drawn by bench
 _KIND_NAMES = {"relu": "ReLU", "softplus": "SoftPlus"}
 
 
@@ -444,8 +447,9 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
             plot_curves,
             plot_error_maps,
             plot_headline,
-            plot_neuron_tuning,
         )
+
+        tuning = folder / NEURON_TUNING  # drawn by `sepneuron bench`: the report trains nothing
 
         figs = {
             "The default recipe against the best peer": plot_headline(headline(rows), folder),
@@ -454,7 +458,7 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
                 plot_error_maps(rows, folder),
             "Shapes of the separated activations (paper Fig. 5)": [plot_activations(folder)],
             "One neuron being tuned (paper Figs. 3 and 6: the setting of tests/test_figure3.py, "
-            "trained for this figure)": [plot_neuron_tuning(folder)],
+            "trained by `sepneuron bench` for this figure)": [tuning] if tuning.exists() else [],
         }
         lines += _figures_section(folder, figs)
     lines += _errors_section(rows)
