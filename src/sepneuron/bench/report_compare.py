@@ -30,13 +30,14 @@ ESTIMATOR, SKLEARN = "estimator_default", "sklearn_lbfgs_tanh"
 PRECISION_TARGET = 1e-6  # relative test RMSE the precision mode aims at (issue 12)
 
 
-def _ratio(v: float) -> str:
-    """A ratio that may be 0 (a failed method on top) or inf; NaN as n/a."""
+def _ratio(v: float, zero: str = "0 (failed)", inf: str = "inf") -> str:
+    """A ratio: 0 when the method below the line failed (infinite RMSE), inf when the one
+    above did; NaN as n/a."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if math.isinf(v):
-        return "inf"
-    return "0 (failed)" if v == 0 else _x(v)
+        return inf
+    return zero if v == 0 else _x(v)
 
 
 def _recipe(rows: Sequence[dict[str, Any]], method: str) -> str:
@@ -155,7 +156,7 @@ def recipe_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         "1/3; *mixed* otherwise.", "",
     ]
     body = [[f"`{r['variant']}`", _what(r["variant"])]
-            + [_ratio(r.get(t, math.nan)) for t in tasks]
+            + [_ratio(r.get(t, math.nan), "recipe failed", "variant failed") for t in tasks]
             + [_ratio(r["geomean"]), f"**{r['verdict']}**"] for _, r in table.iterrows()]
     out += _table(["switched back", "variant"] + tasks + ["geo. mean", "the option"], body)
     return out + [""]
