@@ -276,6 +276,23 @@ def test_report_sections_render_from_a_store(tmp_path):
     assert not (tmp_path / "neuron_tuning.png").exists() and "neuron_tuning" not in text
 
 
+def test_default_recipe_stands_in_for_the_plain_net_only_when_it_is_one():
+    from sepneuron.bench.report_compare import paper_question_section
+
+    vals = {t: {HEADLINE: 1e-4, "sep_softplus_vplm": 4e-4} for t in ("kan_exp", "kink_abs")}
+    plain = {"model": {"type": "plain", "activation": "tanh", "hidden": [32, 32]},
+             "train": {"optimizer": "lm", "output_layer": "lstsq", "init": "data"}}
+    rows = [{**r, "config": plain} for r in _rows(vals)]
+    text = "\n".join(paper_question_section(rows))
+    assert "`sep_softplus_vplm` vs `sepneuron_default`" in text and "stands for" in text
+    assert "| kan_exp | 0.25x (0/3) |" in text
+    # a separated default, or an Adam-trained one, is not the plain net under the recipe
+    for model, train in (({**plain["model"], "type": "separated"}, plain["train"]),
+                         (plain["model"], {**plain["train"], "optimizer": "adam"})):
+        rows = [{**r, "config": {"model": model, "train": train}} for r in _rows(vals)]
+        assert paper_question_section(rows) == []
+
+
 def test_headline_figure(tmp_path):
     pytest.importorskip("matplotlib")
     from sepneuron.bench.plots import plot_headline

@@ -72,11 +72,13 @@ class Suite:
 QUICK_METHODS = (
     "sep_softplus_gauss_newton", "softplus_adam",                 # the paper's comparison
     "sepneuron_default", "estimator_default",                     # the library as users get it
-    "tanh_vplm",                                                  # the same trainer, plain tanh
+    "sep_softplus_vplm",                                          # separated, the same trainer
     "tanh_lbfgs", "tanh_adam_lbfgs", "sklearn_lbfgs_tanh", "relu_adam",  # today's best peers
 )
 """9 methods: the paper's own comparison (the SoftPlus analog with its best rule against
-the SoftPlus MLP + Adam), the headline (default recipe, estimator) and the best peers."""
+the SoftPlus MLP + Adam), the headline (default recipe, estimator), the separated SoftPlus
+net under the library's trainer (against the default recipe, a plain tanh MLP under the same
+trainer: the report's paper-question section) and the best peers."""
 
 PAPER_METHODS = (
     # the paper's comparison: both analogs, the best rule, against the same MLP + Adam
