@@ -238,7 +238,8 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
     with torch.no_grad():
         parts = [(st(X), st(Xt)) for st in model.stages]
         err = (model(Xg) - yg).reshape(spec["grid_n"], spec["grid_n"])
-    records, used, added, steps = [], 0.0, 0, 0
+    records: list[dict[str, Any]] = []
+    used, added, steps = 0.0, 0, 0
     fx, ft = torch.zeros_like(y), torch.zeros_like(yt)
     for h in histories:
         used += h.time[-1] if h.time else 0.0
@@ -252,8 +253,9 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
                         "time": used, "steps": steps, "added": ok,
                         "stop_reason": h.stop_reason})
     first = histories[0]
-    curve = {"eval_step": list(first.eval_step), "eval_time": list(first.eval_time),
-             "test_rmse": list(first.test_rmse), "train_rmse": list(first.train_rmse)}
+    curve: dict[str, list[Any]] = {
+        "eval_step": list(first.eval_step), "eval_time": list(first.eval_time),
+        "test_rmse": list(first.test_rmse), "train_rmse": list(first.train_rmse)}
     for rec in records[1:]:
         curve["eval_step"].append(rec["steps"])
         curve["eval_time"].append(rec["time"])
