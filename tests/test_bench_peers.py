@@ -74,10 +74,19 @@ def test_method_spec_and_key_are_stable(name):
     assert run_key(a) != run_key(make_spec("kan_exp", name, 0, Budget(seconds=9.0)))
 
 
+# Known library bug (accuracy branch 2a9ad60): LM with the exact output layer on the
+# separated SoftPlus net from the default initialisation raises from linalg.svd / lstsq on
+# non-finite values instead of taking fit's NaN recovery (64 points here; kink_abs at the
+# bench's 1000 points, sep_softplus_vplm too). Not strict: passes once that is fixed.
+_KNOWN_NAN = "LM + lstsq: non-finite values reach linalg.svd/lstsq and raise (library bug)"
+
+
 @pytest.mark.parametrize("name", ISSUE12)
-def test_every_new_method_runs_a_few_steps(name):
+def test_every_new_method_runs_a_few_steps(name, request):
     if name in NEEDS_API and not NEW_API:
         pytest.skip("needs TrainConfig.output_layer / init / stages (issue 12, accuracy)")
+    if name == "sep_softplus_vplm+init_default":
+        request.applymarker(pytest.mark.xfail(reason=_KNOWN_NAN, strict=False))
     if name in ("sklearn_lbfgs_tanh", "estimator_default"):
         pytest.importorskip("sklearn")
     spec = make_spec("kan_exp", name, 0, Budget(steps=4), **TINY)
