@@ -220,7 +220,7 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
     training loss is not). The curve is the first stage's, then one point per later stage."""
     from ..baselines import PlainMLP, count_parameters
     from ..layers import SeparatedMLP
-    from ..stages import fit_stages  # type: ignore[import-not-found]  # until issue 12 lands
+    from ..stages import fit_stages
 
     X, y, Xt, yt, Xg, yg = data
     m = spec["model"]
