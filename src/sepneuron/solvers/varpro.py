@@ -85,7 +85,10 @@ def solve_output_layer(model: nn.Module, X: Tensor, Y: Tensor, *, ridge: float =
     r_hh, r_hy = r_mat[:width, :width], r_mat[:width, width:]
     sol = torch.linalg.solve_triangular(r_hh, r_hy, upper=True)
     if not torch.isfinite(sol).all():  # singular: the minimum-norm least-squares solution
-        sol = torch.linalg.pinv(r_hh) @ r_hy
+        try:
+            sol = torch.linalg.pinv(r_hh) @ r_hy
+        except torch.linalg.LinAlgError:  # the SVD overflows on extreme (finite) features
+            return alpha  # leave the layer: the loss says so and fit's recovery steps back
         if not torch.isfinite(sol).all():
             return alpha  # nothing finite to set: leave the layer (the loss will say so)
     out.weight.copy_(sol[:out.in_features].T.to(out.weight.dtype))
