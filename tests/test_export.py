@@ -269,3 +269,14 @@ def test_python_m_sepneuron_export_help():
     out = subprocess.run([sys.executable, "-m", "sepneuron", "export", "--help"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "OUT.onnx" in out.stdout
+
+
+def test_residual_stages_export_matches_predict(tmp_path):
+    """An estimator with residual stages (a StagedModel: sum of scaled networks) exports as
+    one graph that agrees with predict in float64, also outside the training box."""
+    X, y = _data(1)
+    reg = SeparatedMLPRegressor((6,), stages=2, max_steps=15, random_state=0).fit(X, y)
+    assert type(reg.model_).__name__ == "StagedModel" and len(reg.model_.stages) == 2
+    Xp = _probe(X)
+    got = _run(_session(str(reg.export_onnx(tmp_path / "staged.onnx"))), Xp)
+    assert np.abs(got - reg.predict(Xp)).max() / y.std() <= 1e-9

@@ -20,17 +20,16 @@ Emitters (:data:`EMITTERS`; add one with :func:`register_emitter`):
   ``LeakyRelu`` keeps its slope in float32), ``SiLU`` (``x Sigmoid(x)``), ``Softplus``
   (``beta``, ``threshold`` as in torch; built from ``Exp`` and ``Log`` because
   onnxruntime has no float64 ``Softplus`` kernel), ``Identity``.
-* Containers: ``nn.Sequential`` and :class:`~sepneuron.layers.LinearStack` (so
-  :class:`~sepneuron.layers.SeparatedMLP` and :class:`~sepneuron.baselines.PlainMLP`).
+* Containers: ``nn.Sequential``, :class:`~sepneuron.layers.LinearStack` (so ``SeparatedMLP``
+  and ``PlainMLP``), and residual stages (:class:`~sepneuron.stages.StagedModel`: ``Sum``
+  of ``Mul(stage(x), scale)``).
 
-A module is matched by its type or the nearest registered base class whose ``forward``
-it does not override; anything else raises ``ValueError`` naming the module. The batch
-dimension is dynamic; the graph is float64 or float32 (weights rounded to it). A float32
-graph agrees with the float64 model to about 1e-6..1e-5 of the target's spread while the
-network is well conditioned; where separated slopes ``1 +- c d`` reach the hundreds (seen
-with the SoftPlus analog and ``gauss_newton``), every float32 evaluation, torch's too, loses
-as many digits more: export float64 then.
-``onnx`` is an optional dependency (``pip install sepneuron[onnx]``).
+A module is matched by its type or the nearest registered base class whose ``forward`` it
+does not override; anything else raises ``ValueError`` naming it. Dynamic batch dimension;
+float64 or float32 graph (weights rounded to it). Float32 agrees with the float64 model to
+~1e-6..1e-5 of the target's spread while the network is well conditioned; with large slopes
+``1 +- c d`` or the exact output layer's large cancelling weights every float32 evaluation,
+torch's too, loses digits: export float64 then. Needs ``pip install sepneuron[onnx]``.
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from .layers import LinearStack, SeparatedActivation
+from .stages import ScaledStage, StagedModel
 
 __all__ = ["EMITTERS", "OnnxGraph", "register_emitter", "emit", "to_onnx", "save_onnx"]
 
@@ -221,6 +221,17 @@ def _sequential(g: OnnxGraph, m: nn.Sequential, x: str) -> str:
 @register_emitter(LinearStack)
 def _linear_stack(g: OnnxGraph, m: LinearStack, x: str) -> str:
     return emit(g, m.net, x)
+
+
+@register_emitter(ScaledStage)
+def _scaled_stage(g: OnnxGraph, m: ScaledStage, x: str) -> str:
+    return g.op("Mul", emit(g, m.net, x), g.const(m.scale, "stage_scale"))  # (batch, out)
+
+
+@register_emitter(StagedModel)
+def _staged_model(g: OnnxGraph, m: StagedModel, x: str) -> str:
+    outs = [emit(g, stage, x) for stage in m.stages]
+    return outs[0] if len(outs) == 1 else g.op("Sum", *outs)  # sum of the scaled stages
 
 
 # -- the model --------------------------------------------------------------------------------
