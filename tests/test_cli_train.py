@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
+from cli_run import run_cli as _run
 from sepneuron import History, SeparatedMLP
-from sepneuron.cli import main
 from sepneuron.tasks import make_data
 from sepneuron.train_cli import _report, history_path, load_model
 
@@ -43,15 +43,6 @@ def _done(p: subprocess.Popen) -> tuple[int, str, str]:
     out, err = p.communicate(timeout=120)
     return p.returncode, out, err
 
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``main(argv)`` in this process; argparse's exit becomes a status."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sepneuron.cli import main
+from cli_run import run_cli as _run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -17,14 +17,6 @@ SMALL = ["--hidden", "4", "--steps", "4", "--checkpoint-every", "2", "--threads"
          "--optimizer", "adam", "--output-layer", "optimizer", "--init", "default"]
 # (the recipe these tests were written for: TrainConfig's defaults before issue 12)
 
-
-def _run(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def _npz(tmp_path, name, **arrays):

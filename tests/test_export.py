@@ -20,10 +20,10 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("sklearn")
 
+from cli_run import run_cli as _cli  # noqa: E402
 from sepneuron import SeparatedMLP, SeparatedMLPRegressor, __version__  # noqa: E402
 from sepneuron.baselines import PlainMLP  # noqa: E402
 from sepneuron.baselines.mlp import ACTIVATIONS  # noqa: E402
-from sepneuron.cli import main  # noqa: E402
 from sepneuron.export import EMITTERS, emit, register_emitter, save_onnx, to_onnx  # noqa: E402
 from sepneuron.train_cli import load_model  # noqa: E402
 
@@ -220,14 +220,6 @@ def test_save_is_atomic_and_makes_folders(tmp_path):
     assert onnx.load(str(path)).graph.input[0].name == "X"
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.onnx"]  # no temporary left
 
-
-def _cli(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 def test_cli_export_matches_the_trained_model(tmp_path, capsys):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_run import run_cli as _cli
 from sepneuron.cli import main
 from sepneuron.train_cli import load_model
 
@@ -26,14 +27,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
 N = 50  # rows of the test inputs
 
-
-def _cli(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    cap = capsys.readouterr()
-    return rc, cap.out, cap.err
 
 
 @pytest.fixture(scope="module")
