@@ -39,9 +39,25 @@ __all__ = [
     "residual_closure",
     "jacobian",
     "damped_solve",
+    "flatten",
+    "assign_",
 ]
 
 DAMPING_MODES = ("marquardt", "levenberg")
+
+
+def flatten(params: list[Tensor]) -> Tensor:
+    """The parameters as one ``(P,)`` vector (a copy)."""
+    return torch.cat([p.detach().reshape(-1) for p in params])
+
+
+@torch.no_grad()
+def assign_(params: list[Tensor], flat: Tensor) -> None:
+    """Copy the ``(P,)`` vector ``flat`` back into ``params`` in place (inverse of flatten)."""
+    offset = 0
+    for p in params:
+        p.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
 
 
 def jacobian(residuals: Tensor, params: list[Tensor], *, chunk_size: int = 1024) -> Tensor:
@@ -170,16 +186,6 @@ class LevenbergMarquardt(Optimizer):
             )
         self._params: list[Tensor] = self.param_groups[0]["params"]
 
-    def _flat(self) -> Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self._params])
-
-    @torch.no_grad()
-    def _assign(self, flat: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.copy_(flat[offset : offset + n].view_as(p))
-            offset += n
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
@@ -208,7 +214,7 @@ class LevenbergMarquardt(Optimizer):
         jac = jac.to(f64)
         jtj = jac.T @ jac  # (P, P)
         jtr = jac.T @ r  # (P,)
-        x0 = self._flat()
+        x0 = flatten(self._params)
         state["accepted"], state["loss"] = False, loss0
         if not torch.isfinite(r).all() or not bool(jtr.abs().max() > 0):
             return out  # nothing to improve, or nothing finite to improve on
@@ -217,7 +223,7 @@ class LevenbergMarquardt(Optimizer):
         for _ in range(group["max_attempts"]):
             dx = damped_solve(jtj, jtr, lam, group["damping_mode"])  # (P,)
             if torch.isfinite(dx).all():
-                self._assign(x0 + (group["lr"] * dx).to(x0.dtype))
+                assign_(self._params, x0 + (group["lr"] * dx).to(x0.dtype))
                 r_new = closure().detach().reshape(-1).to(f64)
                 state["n_evals"] += 1
                 loss = 0.5 * float(r_new @ r_new)
@@ -226,7 +232,7 @@ class LevenbergMarquardt(Optimizer):
                     state["accepted"], state["loss"] = True, loss
                     return out
             lam = min(lam * group["damping_up"], group["max_damping"])
-        self._assign(x0)  # every trial failed: leave the parameters as they were
+        assign_(self._params, x0)  # every trial failed: leave the parameters as they were
         state["damping"] = lam
         return out
 

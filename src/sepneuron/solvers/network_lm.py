@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from .jacobian import normal_equations
+from .levenberg_marquardt import assign_, flatten
 from .varpro import half_sse, output_layer_of, solve_output_layer
 
 __all__ = ["NetworkLM"]
@@ -96,16 +97,6 @@ class NetworkLM(Optimizer):
         st.setdefault("nu", 2.0)
         return st
 
-    def _flat(self) -> Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self._params])
-
-    @torch.no_grad()
-    def _assign(self, flat: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            p.copy_(flat[offset:offset + p.numel()].view_as(p))
-            offset += p.numel()
-
     @torch.no_grad()
     def step(self, model: nn.Module, X: Tensor, Y: Tensor) -> Tensor:  # type: ignore[override]
         group, st = self.param_groups[0], self._state()
@@ -143,14 +134,14 @@ class NetworkLM(Optimizer):
             s = 0.5 * (s + s.T)
         if not bool(g.abs().max() > 0):
             return before
-        x0 = self._flat()
+        x0 = flatten(self._params)
         lin0 = [p.detach().clone() for p in lin_params]
         diag = s.diagonal().clamp_min(1e-12 * float(s.diagonal().max().clamp_min(1e-300)))
         lam, nu = st["damping"], st["nu"]
         for _ in range(group["max_attempts"]):
             delta = _damped_solve(s, g, lam * diag)                   # (n_theta,)
             if torch.isfinite(delta).all():
-                self._assign(x0 + (group["lr"] * delta).to(x0.dtype))
+                assign_(self._params, x0 + (group["lr"] * delta).to(x0.dtype))
                 if projected:
                     solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
                 loss = half_sse(model, X, Y)
@@ -163,6 +154,6 @@ class NetworkLM(Optimizer):
                 for p, v in zip(lin_params, lin0, strict=True):
                     p.copy_(v)
             lam, nu = min(lam * nu, 1e16), nu * 2
-        self._assign(x0)
+        assign_(self._params, x0)
         st["damping"], st["nu"] = lam, nu
         return before
