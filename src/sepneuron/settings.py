@@ -14,11 +14,15 @@ import numbers
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "validate_config"]
+__all__ = ["DEFAULT_LR", "DTYPES", "OPTIMIZERS", "SCHEDULES", "validate_config"]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
+DEFAULT_LR = {"adam": 3e-3, "sgd": 3e-3, "lbfgs": 3e-3, "lm": 1.0}
+"""The step size an optimizer gets when ``TrainConfig.lr`` is None (the default): Adam's
+3e-3; Levenberg-Marquardt's 1 (the full damped Gauss-Newton step; its damping, not the
+step scale, controls the step length -- 3e-3 would take 0.3% of each step)."""
 _TUNER_FIELDS = ("gamma", "max_step", "tune_curvature", "tune_every")
 
 
@@ -75,6 +79,7 @@ def validate_config(cfg: Any) -> None:
         raise ValueError(f"checkpoint_every={cfg.checkpoint_every} needs checkpoint_path "
                          "(nothing would be written)")
     _check_ineffective(cfg)
+    _check_solver_fields(cfg)
 
 
 def _check_ineffective(cfg: Any) -> None:
@@ -95,3 +100,32 @@ def _check_ineffective(cfg: Any) -> None:
             if type(c).before_update is not Conditioner.before_update:
                 raise ValueError(f"conditioning component {c.name!r} edits gradients before "
                                  "each step; optimizer='lm' takes no gradient step")
+
+
+def _check_solver_fields(cfg: Any) -> None:
+    """The exact output layer's, LM's and the plateau stop's fields: values, and settings
+    that would be ignored in this combination."""
+    from .init import INITS
+    from .solvers.varpro import OUTPUT_LAYERS
+
+    if cfg.output_layer not in OUTPUT_LAYERS:
+        raise ValueError(f"output_layer must be one of {OUTPUT_LAYERS}, got {cfg.output_layer!r}")
+    if cfg.init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {cfg.init!r}")
+    if not (_is_real(cfg.damping) and math.isfinite(cfg.damping) and cfg.damping > 0):
+        raise ValueError(f"damping must be a positive finite number, got {cfg.damping!r}")
+    if not (_is_real(cfg.ridge) and math.isfinite(cfg.ridge) and cfg.ridge >= 0):
+        raise ValueError(f"ridge must be a finite number >= 0, got {cfg.ridge!r}")
+    if cfg.patience is not None:
+        _int_at_least(cfg, "patience", 1, "None or a positive int")
+    if not (_is_real(cfg.min_improvement) and 0 <= cfg.min_improvement < 1):
+        raise ValueError(f"min_improvement must be in [0, 1), got {cfg.min_improvement!r}")
+    defaults = {f.name: f.default for f in fields(cfg)}
+    if cfg.optimizer != "lm" and cfg.damping != defaults["damping"]:
+        raise ValueError(f"damping={cfg.damping!r} applies to optimizer='lm' only, "
+                         f"not {cfg.optimizer!r}")
+    if cfg.output_layer != "lstsq" and cfg.ridge != defaults["ridge"]:
+        raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' only")
+    if cfg.patience is None and cfg.min_improvement != defaults["min_improvement"]:
+        raise ValueError(f"min_improvement={cfg.min_improvement!r} needs patience "
+                         "(the plateau stop is off)")

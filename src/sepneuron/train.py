@@ -36,14 +36,13 @@ from .diagnostics import dead_fractions, parameter_spread
 from .fingerprint import combine_ranks, run_fingerprint
 from .init import init_from_data_
 from .layers import SeparatedActivation
-from .settings import OPTIMIZERS, SCHEDULES, validate_config
+from .settings import DEFAULT_LR, OPTIMIZERS, SCHEDULES, validate_config
 from .solvers.training import (
     PlateauStop,
     check_solver_combination,
     first_order_closure_prefix,
     make_lm,
     trained_parameters,
-    validate_solver_fields,
 )
 from .tuning import SeparatedTuner
 
@@ -51,12 +50,6 @@ __all__ = ["TrainConfig", "History", "fit", "validate_data", "OPTIMIZERS", "SCHE
            "DEFAULT_LR"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-# The step size an optimizer gets when ``TrainConfig.lr`` is None (the default): Adam's
-# 3e-3; Levenberg-Marquardt's 1 (the full damped Gauss-Newton step; its damping, not the
-# step scale, controls the step length -- 3e-3 would take 0.3% of each step).
-DEFAULT_LR = {"adam": 3e-3, "sgd": 3e-3, "lbfgs": 3e-3, "lm": 1.0}
 
 
 @dataclass
@@ -115,7 +108,6 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
         validate_config(self)
-        validate_solver_fields(self)
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -1,59 +1,23 @@
 """How :func:`sepneuron.fit` uses the solvers: option checks, the LM optimizer, the exact
 output layer for first-order optimizers, and the loss-plateau stop.
 
+Option values are checked with the rest of ``TrainConfig`` in :mod:`sepneuron.settings`.
 Kept out of ``train.py`` so that the training loop stays one idea; ``train.py`` calls these.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..init import INITS
+from ..settings import DEFAULT_LR
 from .network_lm import NetworkLM
-from .varpro import OUTPUT_LAYERS, output_layer_of
+from .varpro import output_layer_of
 
-__all__ = ["DEFAULT_LR", "validate_solver_fields", "check_solver_combination", "step_size",
+__all__ = ["check_solver_combination", "step_size",
            "make_lm", "trained_parameters", "PlateauStop"]
-
-DEFAULT_LR = {"adam": 3e-3, "sgd": 3e-3, "lbfgs": 3e-3, "lm": 1.0}
-"""Each optimizer's own step size when ``TrainConfig.lr`` is ``None`` (as
-``sepneuron.train.DEFAULT_LR``, which ``TrainConfig`` fills in at construction)."""
-
-
-def _positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-
-def validate_solver_fields(cfg: Any) -> None:
-    """``ValueError`` naming the first bad field among the solver options of a ``TrainConfig``."""
-    if cfg.output_layer not in OUTPUT_LAYERS:
-        raise ValueError(f"output_layer must be one of {OUTPUT_LAYERS}, got {cfg.output_layer!r}")
-    if cfg.init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {cfg.init!r}")
-    if not _positive(cfg.damping):
-        raise ValueError(f"damping must be a positive finite number, got {cfg.damping!r}")
-    if not (isinstance(cfg.ridge, (int, float)) and math.isfinite(cfg.ridge) and cfg.ridge >= 0):
-        raise ValueError(f"ridge must be a finite number >= 0, got {cfg.ridge!r}")
-    if cfg.patience is not None and not (isinstance(cfg.patience, int)
-                                         and not isinstance(cfg.patience, bool)
-                                         and cfg.patience >= 1):
-        raise ValueError(f"patience must be None or a positive int, got {cfg.patience!r}")
-    if not (isinstance(cfg.min_improvement, (int, float)) and 0 <= cfg.min_improvement < 1):
-        raise ValueError(f"min_improvement must be in [0, 1), got {cfg.min_improvement!r}")
-    # settings that would be ignored in this combination (sepneuron.settings' rule)
-    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
-    if cfg.optimizer != "lm" and cfg.damping != defaults["damping"]:
-        raise ValueError(f"damping={cfg.damping!r} applies to optimizer='lm' only, "
-                         f"not {cfg.optimizer!r}")
-    if cfg.output_layer != "lstsq" and cfg.ridge != defaults["ridge"]:
-        raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' only")
-    if cfg.patience is None and cfg.min_improvement != defaults["min_improvement"]:
-        raise ValueError(f"min_improvement={cfg.min_improvement!r} needs patience "
-                         "(the plateau stop is off)")
 
 
 def check_solver_combination(cfg: Any, model: nn.Module, n_samples: int, ddp: bool) -> None:
