@@ -42,6 +42,7 @@ from .solvers.training import (
     check_solver_combination,
     first_order_closure_prefix,
     make_lm,
+    step_size,
     trained_parameters,
 )
 from .tuning import SeparatedTuner
@@ -176,7 +177,7 @@ def _split_parameters(model: nn.Module, use_tuner: bool) -> list[nn.Parameter]:
 
 
 def _make_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    lr = DEFAULT_LR[cfg.optimizer] if cfg.lr is None else cfg.lr  # validate() refuses None
+    lr = step_size(cfg)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr)
     if cfg.optimizer == "sgd":
