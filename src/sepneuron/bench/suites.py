@@ -104,10 +104,13 @@ PRECISION_METHODS = ("sepneuron_stages", "tanh_vplm_stages", "tanh_lbfgs")
 """Residual stages on the default recipe and on the plain tanh recipe with a plateau stop
 (each stage's first record is the single network's result), and float64 L-BFGS."""
 
+QUICK_TASKS = ("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d")
+"""The quick suite's tasks (2-D smooth, radial, kink; 3-D smooth), also the recipe ablation's."""
+
 SUITES: dict[str, Suite] = {
     "quick": Suite(
         "quick",
-        tasks=("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d"),
+        tasks=QUICK_TASKS,
         methods=QUICK_METHODS,
         seeds=(0, 1, 2),
         budget=Budget(seconds=8.0),
@@ -137,7 +140,7 @@ SUITES: dict[str, Suite] = {
     ),
     "recipe": Suite(
         "recipe",
-        tasks=("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d"),
+        tasks=QUICK_TASKS,
         methods=RECIPE_METHODS,
         seeds=(0, 1, 2),
         budget=Budget(seconds=8.0),
