@@ -8,7 +8,8 @@ module's forward pass. For an input ``X`` ``(batch, m)`` in the user's units the
     H = network(Z)                                 # Linear -> activation ... -> Linear
     Y = H * y_scale + y_mean                       # (batch, k); (batch,) with squeeze_output
 
-Emitters (:data:`EMITTERS`; add one with :func:`register_emitter`):
+Emitters (:data:`EMITTERS`, written in :mod:`sepneuron.onnx_emitters`; add one with
+:func:`register_emitter`):
 
 * ``nn.Linear``: ``Gemm(x, W, b, transB=1)``.
 * :class:`~sepneuron.layers.SeparatedActivation`, ``v = c (a + q)``: the ReLU analog
@@ -36,205 +37,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from .layers import LinearStack, SeparatedActivation
-from .stages import ScaledStage, StagedModel
+from . import onnx_emitters  # noqa: F401  (registers the emitters)
+from .onnx_graph import EMITTERS, OnnxGraph, emit, register_emitter, require_onnx
 
 __all__ = ["EMITTERS", "OnnxGraph", "register_emitter", "emit", "to_onnx", "save_onnx"]
 
 OPSET = 17      # operators used exist since opset 13; 17 is read by every current runtime
 IR_VERSION = 8  # the IR version of opset 17 (newer IR versions are refused by older runtimes)
-_DTYPES = {"float64": np.float64, "float32": np.float32}
-
-
-def _onnx():
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - exercised only without onnx
-        raise ImportError("ONNX export needs the onnx package: "
-                          "pip install sepneuron[onnx]") from None
-    return onnx
-
-
-class OnnxGraph:
-    """The nodes and constant tensors of a graph being built, all in one float ``dtype``.
-
-    :meth:`const` adds a constant (rounded to the graph's dtype) and :meth:`op` a node; both
-    return the name of their output, so emitters read like the formulas they implement.
-    """
-
-    def __init__(self, dtype: str = "float64") -> None:
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {dtype!r}")
-        self.dtype = dtype
-        self.np_dtype = np.dtype(_DTYPES[dtype])
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self._count = 0
-
-    def _name(self, hint: str) -> str:
-        self._count += 1
-        return f"{hint}_{self._count}"
-
-    def const(self, value: Any, hint: str = "const") -> str:
-        """A constant tensor (scalar, vector or matrix; a torch tensor or array-like)."""
-        onnx = _onnx()
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        arr = np.asarray(value, dtype=self.np_dtype)
-        if not np.isfinite(arr).all():
-            raise ValueError(f"cannot export {hint}: it holds NaN or Inf")
-        name = self._name(hint)
-        self.initializers.append(onnx.numpy_helper.from_array(arr, name))
-        return name
-
-    def const_int64(self, values: list[int], hint: str) -> str:
-        """A constant int64 vector (shapes, axes)."""
-        onnx = _onnx()
-        name = self._name(hint)
-        self.initializers.append(onnx.numpy_helper.from_array(np.asarray(values, np.int64), name))
-        return name
-
-    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
-        """Append node ``op_type(inputs)`` with ``attrs``; returns its output's name."""
-        onnx = _onnx()
-        out = self._name(op_type.lower())
-        self.nodes.append(onnx.helper.make_node(op_type, list(inputs), [out], **attrs))
-        return out
-
-
-Emitter = Callable[[OnnxGraph, Any, str], str]
-EMITTERS: dict[type, Emitter] = {}
-"""Module type -> ``emitter(graph, module, x) -> y``: the ONNX nodes of ``module(x)``."""
-
-
-def register_emitter(cls: type) -> Callable[[Emitter], Emitter]:
-    """Decorator: use the function for modules of type ``cls`` (and subclasses that keep
-    its ``forward``)."""
-    def add(fn: Emitter) -> Emitter:
-        EMITTERS[cls] = fn
-        return fn
-    return add
-
-
-def emit(g: OnnxGraph, module: nn.Module, x: str) -> str:
-    """The nodes of ``module(x)``; ``ValueError`` for a module without an emitter."""
-    for cls in type(module).__mro__:
-        fn = EMITTERS.get(cls)
-        if fn is None:
-            continue
-        own, registered = getattr(type(module), "forward", None), getattr(cls, "forward", None)
-        if cls is type(module) or own is registered:
-            return fn(g, module, x)
-        break  # a subclass that computes something else: refuse rather than guess
-    known = ", ".join(sorted(c.__name__ for c in EMITTERS))
-    raise ValueError(f"cannot export {type(module).__qualname__} to ONNX: no emitter for it "
-                     f"(supported modules: {known})")
-
-
-# -- emitters ---------------------------------------------------------------------------------
-
-
-@register_emitter(nn.Linear)
-def _linear(g: OnnxGraph, m: nn.Linear, x: str) -> str:
-    inputs = [x, g.const(m.weight, "weight")]  # (out, in): Gemm computes x W^T + b
-    if m.bias is not None:
-        inputs.append(g.const(m.bias, "bias"))
-    return g.op("Gemm", *inputs, transB=1)
-
-
-@register_emitter(SeparatedActivation)
-def _separated(g: OnnxGraph, m: SeparatedActivation, a: str) -> str:
-    with torch.no_grad():
-        c = m.c  # exp(log_c) in the module's dtype, as its forward computes it
-    v = g.op("Mul", g.const(c, "c"), g.op("Add", a, g.const(m.q, "q")))
-    av = g.op("Abs", v)
-    if m.kind == "relu":
-        phi = av
-    else:  # |v| + 2 log(1 + exp(-|v|)) - 2 ln 2 = 2 ln cosh(v / 2)
-        soft = g.op("Log", g.op("Add", g.const(1.0, "one"), g.op("Exp", g.op("Neg", av))))
-        phi = g.op("Sub", g.op("Add", av, g.op("Mul", g.const(2.0, "two"), soft)),
-                   g.const(2.0 * math.log(2.0), "two_ln2"))
-    return g.op("Add", a, g.op("Mul", g.const(m.d, "d"), phi))
-
-
-@register_emitter(nn.ReLU)
-def _relu(g: OnnxGraph, m: nn.Module, x: str) -> str:
-    return g.op("Relu", x)
-
-
-@register_emitter(nn.Tanh)
-def _tanh(g: OnnxGraph, m: nn.Module, x: str) -> str:
-    return g.op("Tanh", x)
-
-
-@register_emitter(nn.Sigmoid)
-def _sigmoid(g: OnnxGraph, m: nn.Module, x: str) -> str:
-    return g.op("Sigmoid", x)
-
-
-@register_emitter(nn.SiLU)
-def _silu(g: OnnxGraph, m: nn.Module, x: str) -> str:
-    return g.op("Mul", x, g.op("Sigmoid", x))
-
-
-@register_emitter(nn.LeakyReLU)
-def _leaky_relu(g: OnnxGraph, m: nn.LeakyReLU, x: str) -> str:
-    # not ONNX LeakyRelu: its alpha is a float32 attribute, 2e-10 off the slope in float64
-    above = g.op("Greater", x, g.const(0.0, "zero"))
-    return g.op("Where", above, x, g.op("Mul", x, g.const(float(m.negative_slope), "slope")))
-
-
-@register_emitter(nn.Softplus)
-def _softplus(g: OnnxGraph, m: nn.Softplus, x: str) -> str:
-    """torch: ``x`` where ``beta x > threshold``, else ``log(1 + exp(beta x)) / beta``,
-    here as ``(max(bx, 0) + log(1 + exp(-|bx|))) / beta`` (no overflow)."""
-    beta = float(m.beta)
-    bx = x if beta == 1.0 else g.op("Mul", x, g.const(beta, "beta"))
-    tail = g.op("Log", g.op("Add", g.const(1.0, "one"), g.op("Exp", g.op("Neg", g.op("Abs", bx)))))
-    soft = g.op("Add", g.op("Relu", bx), tail)
-    if beta != 1.0:
-        soft = g.op("Div", soft, g.const(beta, "beta"))
-    above = g.op("Greater", bx, g.const(float(m.threshold), "threshold"))
-    return g.op("Where", above, x, soft)
-
-
-@register_emitter(nn.Identity)
-def _identity(g: OnnxGraph, m: nn.Module, x: str) -> str:
-    return x
-
-
-@register_emitter(nn.Sequential)
-def _sequential(g: OnnxGraph, m: nn.Sequential, x: str) -> str:
-    for child in m:
-        x = emit(g, child, x)
-    return x
-
-
-@register_emitter(LinearStack)
-def _linear_stack(g: OnnxGraph, m: LinearStack, x: str) -> str:
-    return emit(g, m.net, x)
-
-
-@register_emitter(ScaledStage)
-def _scaled_stage(g: OnnxGraph, m: ScaledStage, x: str) -> str:
-    return g.op("Mul", emit(g, m.net, x), g.const(m.scale, "stage_scale"))  # (batch, out)
-
-
-@register_emitter(StagedModel)
-def _staged_model(g: OnnxGraph, m: StagedModel, x: str) -> str:
-    outs = [emit(g, stage, x) for stage in m.stages]
-    return outs[0] if len(outs) == 1 else g.op("Sum", *outs)  # sum of the scaled stages
-
-
-# -- the model --------------------------------------------------------------------------------
 
 
 def _io_sizes(model: nn.Module) -> tuple[int, int]:
@@ -286,7 +102,7 @@ def to_onnx(
     strings) beside ``sepneuron_version``, ``input_name``, ``output_name``, ``n_features``,
     ``n_outputs``, ``dtype`` and ``model``. The model is checked with ``onnx.checker``.
     """
-    onnx = _onnx()
+    onnx = require_onnx()
     from onnx import helper
 
     from . import __version__
