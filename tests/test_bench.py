@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sepneuron.bench import METHODS, ResultStore, make_spec, parse_budget, run_key, run_one
-from sepneuron.bench.analysis import best_rules, claims_cells, first_reach, verdict
+from sepneuron.bench.analysis import best_rules, claims_cells, verdict
+from sepneuron.bench.stats import first_reach
 from sepneuron.bench.suites import SUITES, Budget
 from sepneuron.cli import main
 

@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 
 from sepneuron.bench import METHODS, ResultStore, make_spec, make_specs, run_key
-from sepneuron.bench.analysis import ablation_verdict, component_verdicts, conditioning_ablation
+from sepneuron.bench.ablation import ablation_verdict, component_verdicts, conditioning_ablation
 from sepneuron.bench.methods import (
     ABLATION_VARIANTS,
     CONDITIONING_COMPONENTS,
@@ -19,7 +19,8 @@ from sepneuron.bench.methods import (
     ablation_parts,
     get_method,
 )
-from sepneuron.bench.report import _ablation_section, build_report
+from sepneuron.bench.report import build_report
+from sepneuron.bench.report_ablation import ablation_section
 from sepneuron.bench.suites import SUITES, Budget
 from sepneuron.cli import main
 
@@ -268,7 +269,7 @@ def test_ablation_verdict_rule():
 
 def test_ablation_section_text(hand_store):
     folder, rows = hand_store
-    text = "\n".join(_ablation_section(conditioning_ablation(rows), "30 steps"))
+    text = "\n".join(ablation_section(conditioning_ablation(rows), "30 steps"))
     assert "## Ablation of the conditioning components" in text
     assert "All components are off by default" in text and "conditioning = ()" in text
     assert "### ReLU analog, rule `newton` (none = `sep_relu_newton`)" in text

@@ -27,9 +27,10 @@ import numpy as np
 
 from ..tasks import TASKS
 from .methods import HEADLINE, PEERS, recipe_ablation
+from .stats import geomean, runs_frame, task_order
 
 __all__ = ["final_table", "median_matrix", "headline", "headline_verdict", "pairwise",
-           "recipe_ablation_table", "stages_table", "geomean", "TARGET_BETTER",
+           "recipe_ablation_table", "stages_table", "TARGET_BETTER",
            "TARGET_WORSE", "TARGET_SHARE"]
 
 TARGET_BETTER = 10.0   # at least this much lower RMSE than the best peer ...
@@ -40,19 +41,8 @@ TARGET_WORSE = 2.0     # and never more than this much worse on any task
 def final_table(rows: Sequence[dict[str, Any]]):
     """A DataFrame ``task, method, seed, final`` of every non-skipped run; ``final`` is
     the final test RMSE, ``inf`` for a failed run (error, or a non-finite RMSE)."""
-    import pandas as pd
-
-    recs = []
-    for r in rows:
-        if r.get("status") == "skipped":
-            continue
-        v = r.get("test_rmse")
-        final = math.inf
-        if r.get("status") == "ok" and v is not None and math.isfinite(v):
-            final = float(v)
-        recs.append({"task": r["task"], "method": r["method"], "seed": r["seed"],
-                     "final": final})
-    return pd.DataFrame(recs, columns=["task", "method", "seed", "final"])
+    df = runs_frame([r for r in rows if r.get("status") != "skipped"])
+    return df[["task", "method", "seed", "final"]]
 
 
 def median_matrix(rows: Sequence[dict[str, Any]]):
@@ -60,17 +50,7 @@ def median_matrix(rows: Sequence[dict[str, Any]]):
     column per method; NaN where a method has no run on a task."""
     df = final_table(rows)
     m = df.groupby(["task", "method"])["final"].median().unstack("method")
-    order = [t for t in TASKS if t in m.index] + [t for t in m.index if t not in TASKS]
-    return m.reindex(order)
-
-
-def geomean(values) -> float:
-    """Geometric mean of the positive values; ``inf`` if any is inf; NaN if none."""
-    a = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    if a.size and np.isinf(a).any():
-        return math.inf
-    a = a[a > 0]
-    return float(np.exp(np.log(a).mean())) if a.size else math.nan
+    return m.reindex(sorted(m.index, key=task_order))
 
 
 def _ratio(num, den):
@@ -166,7 +146,7 @@ def recipe_ablation_table(rows: Sequence[dict[str, Any]]):
     :func:`~sepneuron.bench.analysis.ablation_verdict` on ``recipe / variant``."""
     import pandas as pd
 
-    from .analysis import ablation_verdict
+    from .ablation import ablation_verdict
 
     m = median_matrix(rows)
     names = recipe_ablation()

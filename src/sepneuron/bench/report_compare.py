@@ -13,31 +13,21 @@ from .compare import (
     TARGET_BETTER,
     TARGET_SHARE,
     TARGET_WORSE,
-    geomean,
     headline,
     headline_verdict,
     pairwise,
     recipe_ablation_table,
     stages_table,
 )
+from .markdown import md_table, ratio, sci, times
 from .methods import HEADLINE, METHODS, PAPER_QUESTION, PEERS, RECIPE_BASE, RECIPE_VARIANTS
-from .report import _e, _table, _x
+from .stats import geomean
 
 __all__ = ["compare_sections", "headline_section", "estimator_section",
            "paper_question_section", "recipe_section", "stages_section"]
 
 ESTIMATOR, SKLEARN = "estimator_default", "sklearn_lbfgs_tanh"
 PRECISION_TARGET = 1e-6  # relative test RMSE the precision mode aims at (issue 12)
-
-
-def _ratio(v: float, zero: str = "0 (failed)", inf: str = "inf") -> str:
-    """A ratio: 0 when the method below the line failed (infinite RMSE), inf when the one
-    above did; NaN as n/a."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    if math.isinf(v):
-        return inf
-    return zero if v == 0 else _x(v)
 
 
 def _recipe(rows: Sequence[dict[str, Any]], method: str) -> str:
@@ -70,9 +60,9 @@ def headline_section(rows: Sequence[dict[str, Any]], budget_text: str) -> list[s
         f"{TARGET_SHARE:.0%} of the *smooth* tasks (`Task.smooth`: no kink), and never more "
         f"than {TARGET_WORSE:g}x worse on any task.", "",
     ]
-    body = [[r.task, "smooth" if r.smooth else "kink", _e(r.headline), f"`{r.best_peer}`",
-             _e(r.peer_rmse), _ratio(r.ratio), r.verdict] for r in table.itertuples()]
-    out += _table(["task", "kind", f"`{HEADLINE}`", "best peer", "its RMSE",
+    body = [[r.task, "smooth" if r.smooth else "kink", sci(r.headline), f"`{r.best_peer}`",
+             sci(r.peer_rmse), ratio(r.ratio), r.verdict] for r in table.itertuples()]
+    out += md_table(["task", "kind", f"`{HEADLINE}`", "best peer", "its RMSE",
                    "ratio (peer / default)", "verdict"], body)
     out.append("")
     worse = ", ".join(f"`{t}`" for t in v["worse"]) or "none"
@@ -102,9 +92,9 @@ def estimator_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         "1 the estimator is more accurate. *Seeds*: seeds on which the estimator's RMSE is "
         "lower.", "",
     ]
-    body = [[t, _ratio(table.loc[t, col]), table.loc[t, col + ": seeds"],
+    body = [[t, ratio(table.loc[t, col]), table.loc[t, col + ": seeds"],
              "beats" if table.loc[t, col] > 1 else "**does not beat**"] for t in table.index]
-    out += _table(["task", "ratio (sklearn / estimator)", "seeds", "verdict"], body)
+    out += md_table(["task", "ratio (sklearn / estimator)", "seeds", "verdict"], body)
     out += ["", f"**The estimator beats scikit-learn's L-BFGS MLP on {beats} of {len(table)} "
             "tasks** (target: every quick-suite task).", ""]
     return out
@@ -148,10 +138,10 @@ def paper_question_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     if stand_in:
         out += [f"`{HEADLINE}` stands for the plain net here: its stored runs are a plain "
                 f"{_recipe(rows, HEADLINE)} MLP under the same recipe.", ""]
-    body = [[t] + [f"{_ratio(table.loc[t, c])} ({table.loc[t, c + ': seeds']})" for c in cols]
+    body = [[t] + [f"{ratio(table.loc[t, c])} ({table.loc[t, c + ': seeds']})" for c in cols]
             for t in table.index]
-    body.append(["**geometric mean**"] + [_ratio(geomean(table[c])) for c in cols])
-    out += _table(["task"] + [f"`{c.split(' vs ')[0]}` vs `{c.split(' vs ')[1]}`"
+    body.append(["**geometric mean**"] + [ratio(geomean(table[c])) for c in cols])
+    out += md_table(["task"] + [f"`{c.split(' vs ')[0]}` vs `{c.split(' vs ')[1]}`"
                               for c in cols], body)
     return out + [""]
 
@@ -179,9 +169,9 @@ def recipe_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         "1/3; *mixed* otherwise.", "",
     ]
     body = [[f"`{r['variant']}`", _what(r["variant"])]
-            + [_ratio(r.get(t, math.nan), "recipe failed", "variant failed") for t in tasks]
-            + [_ratio(r["geomean"]), f"**{r['verdict']}**"] for _, r in table.iterrows()]
-    out += _table(["switched back", "variant"] + tasks + ["geo. mean", "the option"], body)
+            + [ratio(r.get(t, math.nan), "recipe failed", "variant failed") for t in tasks]
+            + [ratio(r["geomean"]), f"**{r['verdict']}**"] for _, r in table.iterrows()]
+    out += md_table(["switched back", "variant"] + tasks + ["geo. mean", "the option"], body)
     return out + [""]
 
 
@@ -200,12 +190,12 @@ def stages_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         "time ends means time; both stalling means conditioning (the stage cannot fit its "
         "residual).", "",
     ]
-    body = [[r.task, f"`{r.method}`", r.stage, _e(r.test_rmse), _e(r.train_rmse),
+    body = [[r.task, f"`{r.method}`", r.stage, sci(r.test_rmse), sci(r.train_rmse),
              "n/a" if math.isnan(r.time) else f"{r.time:.1f}",
-             _x(r.test_rmse / r.train_rmse) if r.train_rmse > 0 else "n/a", r.seeds,
+             times(r.test_rmse / r.train_rmse) if r.train_rmse > 0 else "n/a", r.seeds,
              "yes" if r.test_rmse <= PRECISION_TARGET else "no"]
             for r in table.itertuples()]
-    out += _table(["task", "method", "stage", "test RMSE", "train RMSE", "time, s",
+    out += md_table(["task", "method", "stage", "test RMSE", "train RMSE", "time, s",
                    "test / train", "seeds", f"<= {PRECISION_TARGET:g}"], body)
     return out + [""]
 
