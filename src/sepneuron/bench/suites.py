@@ -107,58 +107,40 @@ PRECISION_METHODS = ("sepneuron_stages", "tanh_vplm_stages", "tanh_lbfgs")
 QUICK_TASKS = ("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d")
 """The quick suite's tasks (2-D smooth, radial, kink; 3-D smooth), also the recipe ablation's."""
 
-SUITES: dict[str, Suite] = {
-    "quick": Suite(
-        "quick",
-        tasks=QUICK_TASKS,
-        methods=QUICK_METHODS,
-        seeds=(0, 1, 2),
-        budget=Budget(seconds=8.0),
-        description="4 tasks (2-D, 3-D): the paper's comparison (SoftPlus analog vs "
-        "SoftPlus MLP + Adam), the default recipe and estimator, the best peers; 3 seeds, "
-        "8 s each; ~10 min on 2 cores with --jobs 2",
-    ),
-    "paper": Suite(
-        "paper",
-        tasks=tuple(TASKS),
-        methods=PAPER_METHODS,
-        seeds=(0, 1, 2),
-        budget=Budget(seconds=8.0),
-        description="every task; the paper's comparison, today's peers, the paper's question "
-        "under the library's trainer, the defaults (17 methods); 3 seeds, 8 s each; "
-        "~60 min on 2 cores with --jobs 2",
-    ),
-    "ablation": Suite(
-        "ablation",
-        tasks=("kan_exp", "sin_cos", "abs_planes_3d"),
-        methods=ABLATION_METHODS,
-        seeds=(0, 1, 2),
-        budget=Budget(steps=1500),
-        description="conditioning components (docs/conditioning.md) on both analogs, rule "
-        "newton: none, each alone, all; 3 tasks, 3 seeds, 1500 steps each; "
-        "~25 min on 2 cores with --jobs 2",
-    ),
-    "recipe": Suite(
-        "recipe",
-        tasks=QUICK_TASKS,
-        methods=RECIPE_METHODS,
-        seeds=(0, 1, 2),
-        budget=Budget(seconds=8.0),
-        description="ablation of the recipe (VarPro, LM, init in the data, q, c, d in LM, "
-        "stages) on the separated SoftPlus net; the quick tasks, 3 seeds, 8 s each; "
-        "~8 min on 2 cores with --jobs 2",
-    ),
-    "precision": Suite(
-        "precision",
-        tasks=("kan_exp", "smooth_3d"),
-        methods=PRECISION_METHODS,
-        seeds=(0, 1, 2),
-        budget=Budget(seconds=120.0),
-        n_train=10_000,
-        description="precision mode: residual stages in float64, 10,000 training points, "
-        "120 s per run; 2 tasks, 3 seeds; ~20 min on 2 cores with --jobs 2",
-    ),
-}
+SEEDS = (0, 1, 2)
+"""Every suite's seeds."""
+
+EIGHT_SECONDS = Budget(seconds=8.0)
+"""The budget of the suites that compare methods at equal training time."""
+
+
+def _suite(name: str, tasks: tuple[str, ...], methods: tuple[str, ...], budget: Budget,
+           what: str, minutes: int, **sizes: int) -> Suite:
+    """A suite on :data:`SEEDS`; its description is ``what`` and the budget, seeds and
+    measured wall time with ``--jobs 2`` on 2 cores."""
+    each = f"{budget.seconds:g} s each" if budget.seconds else f"{budget.steps} steps each"
+    return Suite(name, tasks=tasks, methods=methods, seeds=SEEDS, budget=budget,
+                 description=f"{what}; {len(SEEDS)} seeds, {each}; ~{minutes} min on 2 "
+                 "cores with --jobs 2", **sizes)
+
+
+SUITES: dict[str, Suite] = {s.name: s for s in (
+    _suite("quick", QUICK_TASKS, QUICK_METHODS, EIGHT_SECONDS,
+           "4 tasks (2-D, 3-D): the paper's comparison (SoftPlus analog vs SoftPlus MLP + "
+           "Adam), the default recipe and estimator, the best peers", 10),
+    _suite("paper", tuple(TASKS), PAPER_METHODS, EIGHT_SECONDS,
+           "every task; the paper's comparison, today's peers, the paper's question under the "
+           "library's trainer, the defaults (17 methods)", 60),
+    _suite("ablation", ("kan_exp", "sin_cos", "abs_planes_3d"), ABLATION_METHODS,
+           Budget(steps=1500), "conditioning components (docs/conditioning.md) on both "
+           "analogs, rule newton: none, each alone, all; 3 tasks", 25),
+    _suite("recipe", QUICK_TASKS, RECIPE_METHODS, EIGHT_SECONDS,
+           "ablation of the recipe (VarPro, LM, init in the data, q, c, d in LM, stages) on "
+           "the separated SoftPlus net; the quick tasks", 8),
+    _suite("precision", ("kan_exp", "smooth_3d"), PRECISION_METHODS, Budget(seconds=120.0),
+           "precision mode: residual stages in float64, 10,000 training points; 2 tasks", 20,
+           n_train=10_000),
+)}
 
 # Seconds a run costs beyond its training budget with --jobs 2 on 2 cores: worker start,
 # data, evaluations (not counted in the budget), the error grid, the store. The quick
