@@ -1,4 +1,5 @@
-"""PNG figures of the report (matplotlib's Agg canvas; pyplot and its global state unused).
+"""PNG figures of the report (matplotlib's Agg canvas; pyplot and its global state unused;
+each file written atomically).
 
 * ``curves_<task>.png`` -- test RMSE against training time, every run (one colour per method);
 * ``error_map_<task>.png`` -- ``|model - target|`` over the task's first two inputs for the
@@ -37,10 +38,18 @@ def _figure(w: float, h: float):
     return fig
 
 
+def _write(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically (:func:`sepneuron.checkpoint.atomic_open`)."""
+    from ..checkpoint import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    return path
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return _write(fig, path)
 
 
 def _colours(methods: Sequence[str]) -> dict[str, Any]:
@@ -123,8 +132,7 @@ def plot_error_maps(rows: Sequence[dict[str, Any]], folder: Path) -> list[Path]:
         fig.colorbar(im, ax=list(axes), label="|model - target| (standardised)")
         note = "" if task.dim == 2 else " (slice: other inputs at the box centre)"
         fig.suptitle(f"{task_name}: error over the domain{note}", fontsize=9)
-        fig.savefig(folder / f"error_map_{task_name}.png")
-        paths.append(folder / f"error_map_{task_name}.png")
+        paths.append(_write(fig, folder / f"error_map_{task_name}.png"))
     return paths
 
 
