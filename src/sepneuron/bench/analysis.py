@@ -1,7 +1,9 @@
-"""Numbers the report states, computed from stored rows (pure functions, no I/O).
+"""The paper's claims, and every method's final RMSE and dead neurons, from stored rows
+(pure functions on pandas tables, no I/O; the conditioning ablation: :mod:`.ablation`).
 
-Time to target: a run *reaches* a target RMSE at the first evaluation whose test RMSE is
-``<=`` the target; its time is the training time (evaluation excluded) at that evaluation.
+Time to target (:func:`~sepneuron.bench.stats.first_reach`): a run *reaches* a target RMSE
+at the first evaluation whose test RMSE is ``<=`` the target; its time is the training time
+(evaluation excluded) at that evaluation.
 For the claims, the target of a (task, seed) is the final test RMSE of the plain-backprop
 baseline of the same activation (``relu_adam`` for the ReLU analog, ``softplus_adam`` for
 the SoftPlus analog) on that seed, and
@@ -53,6 +55,7 @@ ABLATION_RULES = ("grad",)
 
 
 def _ratio(num: float, den: float) -> float:
+    """``num / den``; for ``den <= 0`` (a time or RMSE of zero) inf, or 1 when both are."""
     if den <= 0:
         return math.inf if num > 0 else 1.0
     return num / den
