@@ -143,7 +143,7 @@ def recipe_ablation_table(rows: Sequence[dict[str, Any]]):
     """The recipe with one option switched back at a time: per variant label (present in
     ``rows`` with the base), per task ``variant median / recipe median`` (above 1: the
     option that was switched back helps), their geometric mean and the verdict of
-    :func:`~sepneuron.bench.analysis.ablation_verdict` on ``recipe / variant``."""
+    :func:`~sepneuron.bench.ablation.ablation_verdict` on ``recipe / variant``."""
     import pandas as pd
 
     from .ablation import ablation_verdict

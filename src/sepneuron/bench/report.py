@@ -92,6 +92,11 @@ def _models_lines(ok: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _time_budgets(budgets: list[str]) -> bool:
+    """Whether every stored budget label is a time (``"8s"``, not ``"2000 steps"``)."""
+    return all(b.endswith("s") and not b.endswith("steps") for b in budgets)
+
+
 def _setup_section(
     rows, selection: dict[str, Any] | None, last: dict[str, Any] | None
 ) -> list[str]:
@@ -116,7 +121,7 @@ def _setup_section(
                + ("of training time (evaluation excluded) for every method: equal wall time. "
                   "How many steps fit in it depends on the machine's load, so numbers move "
                   "between invocations; `--budget N` (steps) is deterministic"
-                  if all(b.endswith("s") and not b.endswith("steps") for b in budgets) else
+                  if _time_budgets(budgets) else
                   "(equal optimizer steps: a step costs different time per method)"))
     if ok:
         cfg = ok[0]["config"]
@@ -190,7 +195,7 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
     methods = sorted({r["method"] for r in rows}, key=method_order)
     budgets = sorted({r["budget"] for r in rows})
     budget_text = " / ".join(budgets) if budgets else "n/a"
-    if budgets and all(b.endswith("s") and not b.endswith("steps") for b in budgets):
+    if budgets and _time_budgets(budgets):
         budget_text += " of training time per run (equal wall time)"
     lines = [
         "# sepneuron benchmark report",
