@@ -115,13 +115,14 @@ EIGHT_SECONDS = Budget(seconds=8.0)
 
 
 def _suite(name: str, tasks: tuple[str, ...], methods: tuple[str, ...], budget: Budget,
-           what: str, minutes: int, **sizes: int) -> Suite:
-    """A suite on :data:`SEEDS`; its description is ``what`` and the budget, seeds and
-    measured wall time with ``--jobs 2`` on 2 cores."""
+           what: str, minutes: int, n_train: int = Suite.n_train) -> Suite:
+    """A suite on :data:`SEEDS`; its description is ``what``, then the seeds, the budget and
+    ``minutes``, its wall time with ``--jobs 2`` on 2 cores (measured, or for a suite not
+    yet run in full, estimated)."""
     each = f"{budget.seconds:g} s each" if budget.seconds else f"{budget.steps} steps each"
     return Suite(name, tasks=tasks, methods=methods, seeds=SEEDS, budget=budget,
                  description=f"{what}; {len(SEEDS)} seeds, {each}; ~{minutes} min on 2 "
-                 "cores with --jobs 2", **sizes)
+                 "cores with --jobs 2", n_train=n_train)
 
 
 SUITES: dict[str, Suite] = {s.name: s for s in (
