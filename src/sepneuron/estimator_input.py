@@ -13,7 +13,7 @@ import torch
 from .fingerprint import CheckpointMismatchError
 from .functional import KINDS
 from .params import Param
-from .settings import PARAMS
+from .settings import MODEL_PARAMS, PARAMS
 
 __all__ = ["ESTIMATOR_KINDS", "PARAMETER_CONSTRAINTS", "PLAIN_KINDS", "check_kind_of_data",
            "check_ndim", "rename_mismatch"]
@@ -25,9 +25,9 @@ _SAME = ("rule", "optimizer", "output_layer", "init", "max_time", "patience",
          "min_improvement", "batch_size", "dtype", "checkpoint_path", "checkpoint_every",
          "resume")
 PARAMETER_CONSTRAINTS: dict[str, Param | str] = {
-    "hidden_layer_sizes": Param("sizes", "widths of the hidden layers"),
-    "kind": Param("choice", "separated analog (softplus, relu) or plain activation (tanh)",
-                  choices=lambda: ESTIMATOR_KINDS),
+    "hidden_layer_sizes": MODEL_PARAMS["hidden_sizes"],
+    "kind": replace(MODEL_PARAMS["kind"], help="the separated analog of each hidden neuron, "
+                    "or a plain activation", choices=lambda: ESTIMATOR_KINDS),
     "learning_rate": replace(PARAMS["lr"], none=True),
     "stages": Param("int", "networks fitted one after another to the residual", low=1),
     "max_steps": replace(PARAMS["steps"], low=1),

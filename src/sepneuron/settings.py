@@ -17,7 +17,8 @@ from typing import Any
 
 from .params import Param
 
-__all__ = ["DEFAULT_LR", "DTYPES", "OPTIMIZERS", "PARAMS", "SCHEDULES", "validate_config"]
+__all__ = ["DEFAULT_LR", "DTYPES", "MODEL_PARAMS", "OPTIMIZERS", "PARAMS", "SCHEDULES",
+           "validate_config"]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
 SCHEDULES = ("constant", "cosine")
@@ -45,6 +46,12 @@ def _output_layers() -> tuple[str, ...]:
     from .solvers.varpro import OUTPUT_LAYERS
 
     return tuple(OUTPUT_LAYERS)
+
+
+def _kinds() -> tuple[str, ...]:
+    from .functional import KINDS
+
+    return tuple(KINDS)
 
 
 def _conditioners() -> tuple[str, ...]:
@@ -92,11 +99,18 @@ PARAMS: dict[str, Param] = {
     "diagnostics": Param("bool", "record dead-neuron fractions and the spread of q, c, d"),
     "max_retries": Param("int", "non-finite losses in a row before giving up", low=0),
     "checkpoint_path": Param("path", "checkpoint file, written atomically", none=True),
-    "checkpoint_every": Param("int", "steps between checkpoints (0: only at the end)", low=0),
+    "checkpoint_every": Param("int", "steps between checkpoints; 0: only at the end", low=0),
     "resume": Param("bool", "continue from checkpoint_path if it exists"),
 }
 """Each :class:`~sepneuron.TrainConfig` field's declaration (fields without one are not
 checked here)."""
+
+
+MODEL_PARAMS: dict[str, Param] = {
+    "hidden_sizes": Param("sizes", "widths of the hidden layers"),
+    "kind": Param("choice", "the separated analog of each hidden neuron", choices=_kinds),
+}
+"""The network's settings shared by the estimator and ``sepneuron train`` (not TrainConfig's)."""
 
 
 def validate_config(cfg: Any) -> None:
