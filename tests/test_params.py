@@ -120,3 +120,65 @@ def test_the_estimator_shares_train_configs_declarations():
         assert C[name] is PARAMS[name]
     assert C["learning_rate"].none and C["learning_rate"].low == PARAMS["lr"].low
     assert C["max_steps"].low == 1 and C["max_steps"].kind == PARAMS["steps"].kind
+
+
+# -- the CLI's flags derive from the same declarations -------------------------------------------
+
+
+def _train_parser():
+    from sepneuron.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices["train"]
+
+
+def _action(parser, flag):
+    return next(a for a in parser._actions if flag in a.option_strings)
+
+
+def test_train_flags_take_their_choices_from_the_registries(monkeypatch):
+    from sepneuron.functional import KINDS
+    from sepneuron.settings import OPTIMIZERS
+    from sepneuron.tuning import RULES
+
+    _, train = _train_parser()
+    assert tuple(_action(train, "--rule").choices) == (*RULES, "none")
+    assert tuple(_action(train, "--optimizer").choices) == OPTIMIZERS
+    assert tuple(_action(train, "--kind").choices) == KINDS
+    monkeypatch.setitem(RULES, "my_rule", RULES["newton"])
+    _, train = _train_parser()
+    assert "my_rule" in _action(train, "--rule").choices
+
+
+def test_every_config_flag_is_a_train_config_field_and_reaches_it():
+    from sepneuron.cli.train import CONFIG_FLAGS, _config
+
+    assert set(CONFIG_FLAGS) <= {f.name for f in fields(TrainConfig)}
+    parser, _ = _train_parser()
+    args = parser.parse_args(["train", "--task", "kan_exp", "--checkpoint", "c.pt",
+                              "--optimizer", "adam", "--output-layer", "optimizer",
+                              "--max-step", "0.1", "--batch-size", "8", "--rule", "paper",
+                              "--steps", "7", "--max-time", "2.5"])
+    cfg = _config(args)
+    assert (cfg.optimizer, cfg.max_step, cfg.batch_size, cfg.rule, cfg.steps, cfg.max_time) == (
+        "adam", 0.1, 8, "paper", 7, 2.5)
+    assert cfg.checkpoint_every == 100 and cfg.checkpoint_path == "c.pt"
+    args = parser.parse_args(["train", "--task", "kan_exp", "--checkpoint", "c.pt", "--rule",
+                              "none"])
+    assert _config(args).rule is None
+
+
+@pytest.mark.parametrize("flag, field, text", [("--gamma", "gamma", "0"),
+                                               ("--eval-every", "eval_every", "0"),
+                                               ("--max-time", "max_time", "-3"),
+                                               ("--hidden", None, "4,0")])
+def test_a_bad_flag_is_refused_in_its_declarations_words(flag, field, text, capsys):
+    from sepneuron.settings import MODEL_PARAMS
+
+    parser, _ = _train_parser()
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["train", "--task", "kan_exp", "--checkpoint", "c.pt", flag, text])
+    assert e.value.code == 2
+    words = (PARAMS[field] if field else MODEL_PARAMS["hidden_sizes"]).describe()
+    assert f"argument {flag}: must be {words}, got {text!r}" in capsys.readouterr().err
