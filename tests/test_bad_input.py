@@ -96,8 +96,8 @@ CONFIG_CASES = {
     "max_time": (0.0, "max_time must be None or > 0"),
     "batch_size": (0, "batch_size must be None or a positive int"),
     "eval_every": (0, "eval_every must be a positive int"),
-    "max_retries": (-1, "max_retries must be >= 0"),
-    "checkpoint_every": (-5, "checkpoint_every must be >= 0"),
+    "max_retries": (-1, "max_retries must be a non-negative int"),
+    "checkpoint_every": (-5, "checkpoint_every must be a non-negative int"),
     "resume": (True, "resume=True needs checkpoint_path"),
 }
 
@@ -204,13 +204,14 @@ def _xy_np(n: int = 20, seed: int = 0):
     return X, X[:, 0] - 2 * X[:, 1]
 
 
+LR_MESSAGE = "learning_rate must be None or a positive finite number"
 ESTIMATOR_PARAM_CASES = {
     "kind": (dict(kind="sigmoid"), "kind must be one of"),
     "rule": (dict(rule="magic"), "rule must be None or one of"),
     "optimizer": (dict(optimizer="rmsprop"), "optimizer must be one of"),
-    "learning_rate 0": (dict(learning_rate=0.0), "learning_rate must be a positive finite"),
-    "learning_rate < 0": (dict(learning_rate=-1.0), "learning_rate must be a positive finite"),
-    "learning_rate NaN": (dict(learning_rate=NAN), "learning_rate must be a positive finite"),
+    "learning_rate 0": (dict(learning_rate=0.0), LR_MESSAGE),
+    "learning_rate < 0": (dict(learning_rate=-1.0), LR_MESSAGE),
+    "learning_rate NaN": (dict(learning_rate=NAN), LR_MESSAGE),
     "stages 0": (dict(stages=0), "stages must be a positive int"),
     "output_layer": (dict(output_layer="exact"), "output_layer must be one of"),
     "init": (dict(init="zeros"), "init must be one of"),

@@ -113,11 +113,17 @@ def test_base_method_specs_do_not_depend_on_the_conditioning_field():
 # -- variants and the suite -------------------------------------------------------------------
 
 
-def test_components_are_the_registered_conditioners():
+def test_components_and_rules_are_read_from_their_registries():
+    from sepneuron.bench.methods import RULE_NAMES
     from sepneuron.conditioning import CONDITIONERS
+    from sepneuron.functional import KINDS
+    from sepneuron.tuning import RULES
 
-    assert set(CONDITIONING_COMPONENTS) == set(CONDITIONERS)
-    assert list(ABLATION_VARIANTS) == ["none", *CONDITIONING_COMPONENTS, "all"]
+    assert tuple(CONDITIONERS) == CONDITIONING_COMPONENTS
+    assert list(ABLATION_VARIANTS) == ["none", *CONDITIONERS, "all"]
+    assert tuple(RULES) == RULE_NAMES
+    separated = {(m.activation, m.rule) for m in METHODS.values() if m.family == "separated"}
+    assert separated == {(k, r) for k in KINDS for r in RULES}
 
 
 @pytest.mark.parametrize("kind", ["relu", "softplus"])

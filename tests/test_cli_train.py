@@ -22,8 +22,9 @@ import torch
 
 from cli_run import run_cli as _run
 from sepneuron import History, SeparatedMLP
+from sepneuron.cli.train import history_path, load_model
+from sepneuron.cli.train_output import report as _report
 from sepneuron.tasks import make_data
-from sepneuron.train_cli import _report, history_path, load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,7 +156,7 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "hidden": ([*TASK, "--hidden", "8,x"], "argument --hidden"),
         "lr": ([*TASK, "--lr", "nan"], "argument --lr: must be a positive finite number"),
         "rule": ([*TASK, "--rule", "magic"], "argument --rule: invalid choice: 'magic'"),
-        "steps": ([*TASK, "--steps", "-1"], "argument --steps: must be >= 0"),
+        "steps": ([*TASK, "--steps", "-1"], "argument --steps: must be a non-negative int"),
         "no data": (["--hidden", "8"], "one of the arguments --task --data is required"),
     }
 

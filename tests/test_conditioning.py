@@ -125,7 +125,8 @@ def test_registry_names_and_lookup():
 def test_unknown_duplicate_and_bad_options_raise():
     with pytest.raises(ValueError, match="unknown conditioning component"):
         make_conditioners(["normalise_everything"])
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match=r"conditioning must be a sequence of names from "
+                       r"\(.*'compensate'.*\), got \('nope',\)"):
         fit(_mlp(), *_data(), TrainConfig(**ADAM, steps=1, conditioning=("nope",)))
     with pytest.raises(ValueError, match="twice"):
         make_conditioners(["compensate", "compensate"])

@@ -24,8 +24,8 @@ from cli_run import run_cli as _cli  # noqa: E402
 from sepneuron import SeparatedMLP, SeparatedMLPRegressor, __version__  # noqa: E402
 from sepneuron.baselines import PlainMLP  # noqa: E402
 from sepneuron.baselines.mlp import ACTIVATIONS  # noqa: E402
+from sepneuron.cli.train import load_model  # noqa: E402
 from sepneuron.export import EMITTERS, emit, register_emitter, save_onnx, to_onnx  # noqa: E402
-from sepneuron.train_cli import load_model  # noqa: E402
 
 # Adam, as these tests were written: the exact output layer (the default) gives large
 # cancelling output weights whose float32 export misses 1e-5 (noted in issue 12's report).

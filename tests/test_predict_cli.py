@@ -1,6 +1,6 @@
 """``sepneuron predict``: every input x output format, chunk boundaries, errors, atomicity.
 
-The reference is the trained model itself (``train_cli.load_model``) on the whole array.
+The reference is the trained model itself (``sepneuron.cli.train.load_model``) on the whole array.
 Chunks of 7 rows make every file cross many chunk boundaries. Bad input must exit 2 with
 one line and leave no output behind. The slow test checks the memory claim: 10^7 rows
 through ``python -m sepneuron predict`` in a fresh process add less than 100 MB to the
@@ -20,7 +20,7 @@ import torch
 
 from cli_run import run_cli as _cli
 from sepneuron.cli import main
-from sepneuron.train_cli import load_model
+from sepneuron.cli.train import load_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,18 +8,24 @@ this module works without it, fitting does not.
 
 from __future__ import annotations
 
-import math
-import numbers
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from .checkpoint import CheckpointWriteError
+from .estimator_input import (
+    ESTIMATOR_KINDS,
+    PARAMETER_CONSTRAINTS,
+    PLAIN_KINDS,
+    check_kind_of_data,
+    check_ndim,
+    rename_mismatch,
+)
 from .fingerprint import CheckpointMismatchError
-from .functional import KINDS
 from .layers import SeparatedMLP
+from .params import Param, is_int
 from .progress import TrainingProgress
 from .scaling import standardize, standardizer
 from .stages import fit_stages
@@ -41,69 +47,15 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _sk_validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-__all__ = ["SeparatedMLPRegressor"]
+__all__ = ["ESTIMATOR_KINDS", "PARAMETER_CONSTRAINTS", "SeparatedMLPRegressor"]
 
 _PREDICT_CHUNK = 65536  # rows per forward pass in predict (bounds memory)
-PLAIN_KINDS = ("tanh",)  # plain activations the estimator offers (a PlainMLP)
-ESTIMATOR_KINDS = (*KINDS, *PLAIN_KINDS)
 
 
 def _require_sklearn() -> None:
     if not _HAVE_SKLEARN:  # pragma: no cover
         raise ImportError(
             "SeparatedMLPRegressor needs scikit-learn: pip install sepneuron[sklearn]")
-
-
-def _check_kind_of_data(X: Any, y: Any = None) -> None:
-    """Refuse sparse targets and complex values by name (scikit-learn's messages do not
-    say which argument, or drop the imaginary part of some inputs)."""
-    from scipy import sparse
-
-    if y is not None and sparse.issparse(y):
-        raise ValueError("y is a scipy sparse matrix; give dense targets (y.toarray())")
-    for name, v in (("X", X), ("y", y)):
-        if v is None or sparse.issparse(v):
-            continue  # sparse X: scikit-learn refuses it by name
-        if isinstance(v, torch.Tensor):
-            is_complex = v.is_complex()
-        else:
-            try:
-                arr = np.asarray(v)
-            except (ValueError, TypeError):
-                continue  # ragged and the like: scikit-learn names the problem
-            is_complex = arr.dtype.kind == "c" or (
-                arr.dtype == object and any(isinstance(e, complex) for e in arr.ravel()))
-        if is_complex:
-            raise ValueError(f"Complex data not supported: {name} has complex values; give real "
-                             "numbers (e.g. the real and imaginary parts as separate columns)")
-
-
-_ESTIMATOR_NAMES = {"lr": "learning_rate", "steps": "max_steps", "seed": "random_state"}
-
-
-def _rename_mismatch(e: CheckpointMismatchError) -> CheckpointMismatchError:
-    """Name the estimator's parameters in a fingerprint mismatch (``lr`` -> ``learning_rate``)."""
-    names = [f"{k} is {_ESTIMATOR_NAMES[k]}" for k in e.fields if k in _ESTIMATOR_NAMES]
-    if not names:
-        return e
-    return CheckpointMismatchError(f"{e} ({'; '.join(names)} here)", e.fields)
-
-
-def _check_ndim(X: Any, y: Any = None) -> None:
-    """Name the argument in shape errors (scikit-learn's own messages do not)."""
-    x_nd = getattr(X, "ndim", 2)  # lists and other array-likes: scikit-learn checks them
-    if x_nd != 2:
-        hint = (". Reshape your data with X.reshape(-1, 1) for a single feature or "
-                "X.reshape(1, -1) for a single sample") if x_nd == 1 else ""
-        raise ValueError(f"X must have shape (n_samples, n_features), got {X.ndim}-D "
-                         f"input of shape {X.shape}{hint}")
-    if getattr(y, "ndim", 1) not in (1, 2):
-        raise ValueError(f"y must have shape (n_samples,) or (n_samples, n_outputs), got "
-                         f"{y.ndim}-D input of shape {y.shape}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
@@ -126,9 +78,9 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         hidden_layer_sizes: widths of the hidden layers (positive ints).
         kind: ``"softplus"`` or ``"relu"``: the separated analog of each hidden neuron;
             ``"tanh"``: a plain tanh MLP (``PlainMLP``) trained the same way.
-        rule: tuner rule for ``q``, ``c``, ``d`` (see ``sepneuron.RULES``); ``"grad"`` lets
-            the weight optimizer learn them, ``None`` keeps them fixed.
-        optimizer: weight optimizer, ``"adam"``, ``"sgd"``, ``"lbfgs"`` or ``"lm"``.
+        rule: tuner rule for ``q``, ``c``, ``d`` (a name of ``sepneuron.RULES``); ``"grad"``
+            lets the weight optimizer learn them, ``None`` keeps them fixed.
+        optimizer: weight optimizer, a name of ``sepneuron.settings.OPTIMIZERS``.
         learning_rate: its step size (``> 0``); ``None``: the optimizer's own default
             (``sepneuron.train.DEFAULT_LR``: 3e-3 for Adam, 1 for Levenberg-Marquardt).
         output_layer: ``"lstsq"`` (exact least squares every step, docs/varpro.md) or
@@ -147,9 +99,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         random_state: ``None``, an int or a ``numpy.random.RandomState``; it draws the seed
             of a ``torch.Generator`` for the initial weights and the seed of the mini-batch
             sampler. Nothing global is seeded. The same int gives the same predictions.
-        verbose: print progress to stdout during ``fit``: the step, loss and training RMSE
-            (standardised units) and the time left, at each of ten evaluations and at least
-            every 2 s (also when ``max_time`` ends training early), then a summary line.
+        verbose: print the step, loss, training RMSE (standardised) and time left to stdout
+            at ten evaluations and at least every 2 s during ``fit``, then a summary line.
         checkpoint_path: write a checkpoint there (atomically) every ``checkpoint_every``
             steps and at the end; ``None``: none.
         checkpoint_every: steps between checkpoints (``0``: only at the end).
@@ -174,9 +125,13 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     ``stages > 1``), ``history_`` (:class:`~sepneuron.History` of the first stage),
     ``histories_`` (one per stage), ``loss_curve_`` (training MSE per step of the first
     stage, in standardised units), ``n_iter_`` (steps done, all stages), ``n_features_in_``,
-    ``n_outputs_``, ``x_mean_``,
-    ``x_scale_``, ``y_mean_``, ``y_scale_``.
+    ``n_outputs_``, ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``.
+
+    The parameters are declared once (:data:`PARAMETER_CONSTRAINTS`, scikit-learn's
+    ``_parameter_constraints``); ``fit`` checks them, ``__init__`` only stores them.
     """
+
+    _parameter_constraints: ClassVar[dict[str, Param | str]] = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -222,59 +177,37 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         self.checkpoint_every = checkpoint_every
         self.resume = resume
 
-    # -- scikit-learn tags ------------------------------------------------------------------
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = tags.target_tags.single_output = True
         return tags
 
     def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
         return {"multioutput": True}
 
-    # -- fitting ----------------------------------------------------------------------------
-    def _hidden(self) -> list[int]:
-        sizes = self.hidden_layer_sizes
-        if _is_int(sizes):
-            sizes = (sizes,)
-        try:
-            sizes = list(sizes)
-        except TypeError:
-            sizes = None
-        if not sizes or not all(_is_int(s) and s >= 1 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive ints, "
-                             f"got {self.hidden_layer_sizes!r}")
-        return [int(s) for s in sizes]
-
-    def _config(self, seed: int) -> TrainConfig:
-        """The :class:`TrainConfig` of these parameters; ``ValueError`` names a bad one."""
-        if self.kind not in ESTIMATOR_KINDS:
-            raise ValueError(f"kind must be one of {ESTIMATOR_KINDS}, got {self.kind!r}")
-        lr = self.learning_rate
-        if lr is not None and not (isinstance(lr, numbers.Real) and not isinstance(lr, bool)
-                                   and math.isfinite(lr) and float(lr) > 0):
-            raise ValueError(f"learning_rate must be a positive finite number (or None: the "
-                             f"optimizer's default), got {lr!r}")
-        if self.max_time is not None and not (isinstance(self.max_time, numbers.Real)
-                                              and not isinstance(self.max_time, bool)
-                                              and float(self.max_time) > 0):
-            raise ValueError(f"max_time must be None or > 0 (seconds), got {self.max_time!r}")
-        if self.resume and self.batch_size is not None and not _is_int(self.random_state):
+    def _validate_params(self) -> None:
+        """Raise ``ValueError`` naming the first parameter outside its declaration
+        (:data:`PARAMETER_CONSTRAINTS`), or a combination that cannot work."""
+        for name, param in self._parameter_constraints.items():
+            if isinstance(param, Param):
+                param.check(name, getattr(self, name))
+        if self.resume and self.batch_size is not None and not is_int(self.random_state):
             raise ValueError(f"resume=True with batch_size needs an int random_state (it seeds "
                              f"the mini-batches), got random_state={self.random_state!r}")
-        if not (_is_int(self.stages) and self.stages >= 1):
-            raise ValueError(f"stages must be a positive int, got {self.stages!r}")
         if self.stages > 1 and (self.checkpoint_path is not None or self.resume):
             raise ValueError("stages > 1 cannot be combined with checkpoint_path / resume "
                              "(a checkpoint holds one network): use stages=1")
-        if not (_is_int(self.max_steps) and self.max_steps >= 1):
-            raise ValueError(f"max_steps must be a positive int, got {self.max_steps!r}")
         try:
             dev = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise ValueError(f"device must name a torch device, got {self.device!r}") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device is {self.device!r} but CUDA is not available here")
+
+    def _config(self, seed: int) -> TrainConfig:
+        """The :class:`TrainConfig` of these (validated) parameters; ``ValueError`` names a
+        bad combination."""
+        lr = self.learning_rate
         steps = int(self.max_steps)
         cfg = TrainConfig(
             optimizer=self.optimizer,
@@ -283,9 +216,9 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             init=self.init,
             steps=steps,
             max_time=None if self.max_time is None else float(self.max_time),
-            patience=int(self.patience) if _is_int(self.patience) else self.patience,
+            patience=None if self.patience is None else int(self.patience),
             min_improvement=self.min_improvement,
-            batch_size=int(self.batch_size) if _is_int(self.batch_size) else self.batch_size,
+            batch_size=None if self.batch_size is None else int(self.batch_size),
             rule=self.rule,
             seed=seed,
             dtype=self.dtype,
@@ -296,7 +229,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             checkpoint_every=self.checkpoint_every,
             resume=bool(self.resume),
         )
-        cfg.validate()  # the remaining fields keep their names: rule, optimizer, dtype, ...
+        cfg.validate()  # combinations (lstsq with mini-batches, ...); the fields keep their names
         return cfg
 
     def _seeds(self) -> tuple[int, int]:
@@ -312,11 +245,13 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X, y) -> SeparatedMLPRegressor:
         """Standardise ``X`` ``(n, m)`` and ``y`` ``(n,)`` or ``(n, k)``, train; returns self."""
         _require_sklearn()
-        hidden = self._hidden()
+        self._validate_params()
+        sizes = self.hidden_layer_sizes
+        hidden = [int(s) for s in ((sizes,) if is_int(sizes) else sizes)]
         weight_seed, fit_seed = self._seeds()
         cfg = self._config(fit_seed)
-        _check_ndim(X, y)
-        _check_kind_of_data(X, y)
+        check_ndim(X, y)
+        check_kind_of_data(X, y)
         X, y = _sk_validate_data(self, X, y, multi_output=True, y_numeric=True,
                                  dtype=np.float64, ensure_min_samples=2)
         y2 = np.asarray(y, dtype=np.float64)
@@ -356,7 +291,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             self._set_fitted(model, [e.history])  # keep what was trained, then say why it stopped
             raise
         except CheckpointMismatchError as e:
-            raise _rename_mismatch(e) from None
+            raise rename_mismatch(e) from None
         self._set_fitted(model, [history])
         if progress is not None:
             progress.close(history, summary=True)
@@ -373,8 +308,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Predictions for ``X`` ``(n, m)``, in the units and shape convention of ``y``."""
         check_is_fitted(self)
-        _check_ndim(X)
-        _check_kind_of_data(X)
+        check_ndim(X)
+        check_kind_of_data(X)
         X = _sk_validate_data(self, X, reset=False, dtype=np.float64)
         Xs = standardize(X, self.x_mean_, self.x_scale_, "X")
         param = next(self.model_.parameters())

@@ -1,6 +1,6 @@
 """Reading a trained model file (``sepneuron train --out MODEL.pt``) for export and prediction.
 
-The file (see :mod:`sepneuron.train_cli`) holds the constructor arguments and state dict of
+The file (see :mod:`sepneuron.cli.train_output`) holds the constructor arguments and state dict of
 a :class:`~sepneuron.layers.SeparatedMLP`, the :class:`~sepneuron.train.TrainConfig` and a
 description of the data. ``sepneuron train`` trains on the data as given, so the model maps
 raw inputs to outputs in the data's units and there is no standardisation to apply; an
@@ -57,7 +57,7 @@ class TrainedModel:
 
 
 def _history_rmse(path: Path) -> dict[str, float]:
-    from .train_cli import history_path
+    from .cli.train_output import history_path
 
     try:
         h = json.loads(history_path(path).read_text())
@@ -76,8 +76,8 @@ def read_model(path: str | os.PathLike, *, device: str = "cpu") -> TrainedModel:
     reason when it is missing or not such a file."""
     import numpy as np
 
+    from .cli.train_output import FORMAT
     from .layers import SeparatedMLP
-    from .train_cli import FORMAT
 
     p = Path(path)
     if not p.is_file():

@@ -1,20 +1,24 @@
 """Validation of a :class:`~sepneuron.TrainConfig`: every field takes effect or is refused.
 
-:func:`validate_config` raises ``ValueError`` naming the first bad field: a wrong type
-(``max_time="5"``, ``steps=True``), a value out of range, or a setting that would be
-silently ignored in this combination (``momentum`` without SGD, the tuner's fields
-without a tuner rule, ``checkpoint_every`` without ``checkpoint_path``, a gradient-editing
-conditioning component with Levenberg-Marquardt, which takes no gradient step).
+Each field is declared once in :data:`PARAMS` (a :class:`~sepneuron.params.Param`: type,
+range, choices, help); the estimator's parameters and the ``sepneuron train`` flags derive
+from the same declarations. :func:`validate_config` raises ``ValueError`` naming the first
+bad field: a wrong type (``max_time="5"``, ``steps=True``), a value out of range, or a
+setting that would be silently ignored in this combination (``momentum`` without SGD, the
+tuner's fields without a tuner rule, ``checkpoint_every`` without ``checkpoint_path``, a
+gradient-editing conditioning component with Levenberg-Marquardt, which takes no gradient
+step).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["DEFAULT_LR", "DTYPES", "OPTIMIZERS", "SCHEDULES", "validate_config"]
+from .params import Param
+
+__all__ = ["DEFAULT_LR", "DTYPES", "MODEL_PARAMS", "OPTIMIZERS", "PARAMS", "SCHEDULES",
+           "validate_config"]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
 SCHEDULES = ("constant", "cosine")
@@ -26,56 +30,98 @@ step scale, controls the step length -- 3e-3 would take 0.3% of each step)."""
 _TUNER_FIELDS = ("gamma", "max_step", "tune_curvature", "tune_every")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+def _rules() -> tuple[str, ...]:
+    from .tuning import RULES
+
+    return tuple(RULES)
 
 
-def _is_real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+def _inits() -> tuple[str, ...]:
+    from .init import INITS
+
+    return tuple(INITS)
 
 
-def _int_at_least(cfg: Any, name: str, lo: int, what: str) -> None:
-    v = getattr(cfg, name)
-    if not (_is_int(v) and v >= lo):
-        raise ValueError(f"{name} must be {what}, got {v!r}")
+def _output_layers() -> tuple[str, ...]:
+    from .solvers.varpro import OUTPUT_LAYERS
+
+    return tuple(OUTPUT_LAYERS)
+
+
+def _kinds() -> tuple[str, ...]:
+    from .functional import KINDS
+
+    return tuple(KINDS)
+
+
+def _conditioners() -> tuple[str, ...]:
+    from .conditioning import CONDITIONERS
+
+    return tuple(CONDITIONERS)
+
+
+_POSITIVE: dict[str, Any] = {"kind": "real", "low": 0.0, "low_open": True, "finite": True}
+
+PARAMS: dict[str, Param] = {
+    "optimizer": Param("choice", "weight optimizer", choices=lambda: OPTIMIZERS),
+    "lr": Param(**_POSITIVE, help="step size of the weight optimizer"),
+    "momentum": Param("real", "SGD momentum (optimizer sgd only)", low=0.0, high=1.0,
+                      high_open=True),
+    "schedule": Param("choice", "step-size schedule of the weights (cosine: to 0 over steps)",
+                      choices=lambda: SCHEDULES),
+    "steps": Param("int", "optimizer steps (at most)", low=0),
+    "max_time": Param("real", "stop after this many seconds of training", low=0.0,
+                      low_open=True, none=True),
+    "patience": Param("int", "stop after this many steps without a relative fall of the best "
+                      "training loss by min_improvement", low=1, none=True),
+    "min_improvement": Param("real", "see patience", low=0.0, high=1.0, high_open=True),
+    "output_layer": Param("choice", "lstsq: the output layer solved exactly by least squares "
+                          "every step; optimizer: trained like the other weights",
+                          choices=_output_layers),
+    "init": Param("choice", "data: every neuron's kink inside the data", choices=_inits),
+    "damping": Param(**_POSITIVE, help="Levenberg-Marquardt's initial damping (optimizer lm)"),
+    "ridge": Param("real", "relative ridge of the exact output-layer solve (output_layer "
+                   "lstsq)", low=0.0, finite=True),
+    "batch_size": Param("int", "mini-batch size (None: the whole training set)", low=1,
+                        none=True),
+    "rule": Param("choice", "tuner rule for q, c, d; grad: trained by the optimizer; None: "
+                  "fixed", choices=_rules, none=True),
+    "gamma": Param(**_POSITIVE, help="tuner step fraction"),
+    "max_step": Param(**_POSITIVE, help="tuner trust region"),
+    "tune_curvature": Param("bool", "tune c of SoftPlus layers"),
+    "tune_every": Param("int", "a tuner step every this many optimizer steps", low=1),
+    "conditioning": Param("names", "optional components (sepneuron.conditioning)",
+                          choices=_conditioners),
+    "seed": Param("int", "seeds the mini-batch sampler"),
+    "dtype": Param("choice", "precision of training", choices=lambda: DTYPES),
+    "device": Param("str", "torch device, e.g. cpu, cuda, cuda:1"),
+    "eval_every": Param("int", "record train/test RMSE every this many steps", low=1),
+    "diagnostics": Param("bool", "record dead-neuron fractions and the spread of q, c, d"),
+    "max_retries": Param("int", "non-finite losses in a row before giving up", low=0),
+    "checkpoint_path": Param("path", "checkpoint file, written atomically", none=True),
+    "checkpoint_every": Param("int", "steps between checkpoints; 0: only at the end", low=0),
+    "resume": Param("bool", "continue from checkpoint_path if it exists"),
+}
+"""Each :class:`~sepneuron.TrainConfig` field's declaration (fields without one are not
+checked here)."""
+
+
+MODEL_PARAMS: dict[str, Param] = {
+    "hidden_sizes": Param("sizes", "widths of the hidden layers"),
+    "kind": Param("choice", "the separated analog of each hidden neuron", choices=_kinds),
+}
+"""The network's settings shared by the estimator and ``sepneuron train`` (not TrainConfig's)."""
 
 
 def validate_config(cfg: Any) -> None:
     """Raise ``ValueError`` naming the first bad or ineffective field of ``cfg``."""
-    from .tuning import RULES
-
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
-    if cfg.rule is not None and cfg.rule not in RULES:
-        raise ValueError(f"rule must be None or one of {sorted(RULES)}, got {cfg.rule!r}")
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {cfg.dtype!r}")
-    for name in ("lr", "gamma", "max_step"):
-        v = getattr(cfg, name)
-        if not (_is_real(v) and math.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-    if not (_is_real(cfg.momentum) and 0 <= cfg.momentum < 1):
-        raise ValueError(f"momentum must be in [0, 1), got {cfg.momentum!r}")
-    _int_at_least(cfg, "steps", 0, "a non-negative int")
-    if cfg.max_time is not None and not (_is_real(cfg.max_time) and cfg.max_time > 0):
-        raise ValueError(f"max_time must be None or > 0 (seconds), got {cfg.max_time!r}")
-    if cfg.batch_size is not None:
-        _int_at_least(cfg, "batch_size", 1, "None or a positive int")
-    for name in ("tune_every", "eval_every"):
-        _int_at_least(cfg, name, 1, "a positive int")
-    for name in ("max_retries", "checkpoint_every"):
-        _int_at_least(cfg, name, 0, ">= 0 (an int)")
-    if not _is_int(cfg.seed):
-        raise ValueError(f"seed must be an int, got {cfg.seed!r}")
-    if not isinstance(cfg.tune_curvature, bool):
-        raise ValueError(f"tune_curvature must be True or False, got {cfg.tune_curvature!r}")
-    if cfg.checkpoint_path is not None and not str(cfg.checkpoint_path):
-        raise ValueError("checkpoint_path must be None or a file path, got ''")
-    if cfg.resume and not cfg.checkpoint_path:
+    for f in fields(cfg):
+        if f.name in PARAMS:
+            PARAMS[f.name].check(f.name, getattr(cfg, f.name))
+    path = getattr(cfg, "checkpoint_path", None)
+    if getattr(cfg, "resume", False) and not path:
         raise ValueError("resume=True needs checkpoint_path")
-    if cfg.checkpoint_every and not cfg.checkpoint_path:
+    if getattr(cfg, "checkpoint_every", 0) and not path:
         raise ValueError(f"checkpoint_every={cfg.checkpoint_every} needs checkpoint_path "
                          "(nothing would be written)")
     _check_ineffective(cfg)
@@ -103,23 +149,8 @@ def _check_ineffective(cfg: Any) -> None:
 
 
 def _check_solver_fields(cfg: Any) -> None:
-    """The exact output layer's, LM's and the plateau stop's fields: values, and settings
-    that would be ignored in this combination."""
-    from .init import INITS
-    from .solvers.varpro import OUTPUT_LAYERS
-
-    if cfg.output_layer not in OUTPUT_LAYERS:
-        raise ValueError(f"output_layer must be one of {OUTPUT_LAYERS}, got {cfg.output_layer!r}")
-    if cfg.init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {cfg.init!r}")
-    if not (_is_real(cfg.damping) and math.isfinite(cfg.damping) and cfg.damping > 0):
-        raise ValueError(f"damping must be a positive finite number, got {cfg.damping!r}")
-    if not (_is_real(cfg.ridge) and math.isfinite(cfg.ridge) and cfg.ridge >= 0):
-        raise ValueError(f"ridge must be a finite number >= 0, got {cfg.ridge!r}")
-    if cfg.patience is not None:
-        _int_at_least(cfg, "patience", 1, "None or a positive int")
-    if not (_is_real(cfg.min_improvement) and 0 <= cfg.min_improvement < 1):
-        raise ValueError(f"min_improvement must be in [0, 1), got {cfg.min_improvement!r}")
+    """The exact output layer's, LM's and the plateau stop's fields: settings that would be
+    ignored in this combination."""
     defaults = {f.name: f.default for f in fields(cfg)}
     if cfg.optimizer != "lm" and cfg.damping != defaults["damping"]:
         raise ValueError(f"damping={cfg.damping!r} applies to optimizer='lm' only, "

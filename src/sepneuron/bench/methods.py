@@ -41,6 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..conditioning import CONDITIONERS
+from ..tuning import RULES
 from .recipes import (
     ADAM_SHARE,
     HEADLINE,
@@ -60,8 +62,8 @@ __all__ = [
     "PEERS", "HEADLINE", "PAPER_QUESTION", "ADAM_SHARE", "PRECISION_STAGES",
 ]
 
-RULE_NAMES = ("paper", "newton", "gauss_newton", "grad")
-"""Tuner rules benchmarked for each analog (names of :data:`sepneuron.tuning.RULES`)."""
+RULE_NAMES = tuple(RULES)
+"""Tuner rules benchmarked for each analog: the names of :data:`sepneuron.tuning.RULES`."""
 
 # The TrainConfig defaults every method registered before issue 12 was benchmarked with
 # (TrainConfig of commit 0efaa71), plus the settings of the fields added since that
@@ -101,11 +103,8 @@ EVAL_EVERY = {"adam": 20, "sgd": 20, "separated": 5, "lbfgs": 5, "lm": 2, "vplm"
 
 LM_HIDDEN = [12, 12]  # the small MLP for Levenberg-Marquardt: 205 parameters in 2-D, 217 in 3-D
 
-CONDITIONING_COMPONENTS = (
-    "spread_directions", "compensate", "normalize_activations", "normalize_deltas",
-    "orthogonalize",
-)
-"""The names of :data:`sepneuron.conditioning.CONDITIONERS` (a test checks they agree)."""
+CONDITIONING_COMPONENTS = tuple(CONDITIONERS)
+"""The names of :data:`sepneuron.conditioning.CONDITIONERS`, in their registry's order."""
 
 ABLATION_VARIANTS: dict[str, tuple[str, ...]] = {
     "none": (), **{c: (c,) for c in CONDITIONING_COMPONENTS}, "all": CONDITIONING_COMPONENTS,

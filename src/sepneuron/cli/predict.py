@@ -23,19 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from ..params import Param
+
 __all__ = ["add_parser", "load_predictor", "run"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+_AT_LEAST_1 = Param("int", low=1)
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -54,10 +47,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="where to write the predictions (array y of an .npz)")
     p.add_argument("--key", default="X",
                    help="array of an .npz input (default X; an archive of one array: that one)")
-    p.add_argument("--chunk-rows", type=_positive_int, default=8192, metavar="N",
+    p.add_argument("--chunk-rows", type=_AT_LEAST_1.parse, default=8192, metavar="N",
                    help="rows per chunk (default 8192: the temporaries of a 32-wide layer are then "
                    "2 MB each; 65536 rows cost 250 MB more at the peak)")
-    p.add_argument("--threads", type=_positive_int, default=1, metavar="T",
+    p.add_argument("--threads", type=_AT_LEAST_1.parse, default=1, metavar="T",
                    help="torch / onnxruntime threads (default 1: a small network's elementwise "
                    "work runs no faster on more threads of a busy machine)")
     return p
@@ -70,7 +63,7 @@ def load_predictor(path: str, threads: int | None = None) -> tuple[Predictor, in
         return _onnx_predictor(path, threads)
     import torch
 
-    from .model_file import read_model
+    from ..model_file import read_model
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -121,7 +114,7 @@ def _predictions(source, predict: Predictor, rows: int) -> Iterator[np.ndarray]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sepneuron predict``; returns the exit status (2: bad input)."""
-    from .stream_io import open_rows, write_rows
+    from ..stream_io import open_rows, write_rows
 
     t0 = time.perf_counter()
     try:

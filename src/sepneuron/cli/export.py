@@ -15,6 +15,8 @@ import argparse
 import sys
 from typing import Any
 
+from ..settings import PARAMS
+
 __all__ = ["add_parser", "run"]
 
 
@@ -28,7 +30,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     e.add_argument("model", metavar="MODEL.pt", help="a model written by `sepneuron train --out`")
     e.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write (atomically)")
-    e.add_argument("--dtype", choices=("float64", "float32"),
+    e.add_argument("--dtype", choices=PARAMS["dtype"].options(),
                    help="precision of the graph (default: the training dtype)")
     e.add_argument("--input-name", default="X", help="name of the graph input (default X)")
     e.add_argument("--output-name", default="y", help="name of the graph output (default y)")
@@ -37,10 +39,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sepneuron export``; returns the exit status (2: bad input)."""
-    from .model_file import read_model
+    from ..model_file import read_model
 
     try:
-        from .export import save_onnx, to_onnx
+        from ..export import save_onnx, to_onnx
 
         trained = read_model(args.model)
         s = trained.standardization
