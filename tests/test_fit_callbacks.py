@@ -115,6 +115,8 @@ def test_callbacks_must_be_callback_objects():
     X, y = _data()
     with pytest.raises(ValueError, match="callbacks must be"):
         fit(_mlp(), X, y, TrainConfig(**ADAM, steps=1), callbacks=[lambda run: None])
+    with pytest.raises(ValueError, match="use \\[callback\\]"):
+        fit(_mlp(), X, y, TrainConfig(**ADAM, steps=1), callbacks=Callback())
 
 
 def test_a_callbacks_state_goes_into_the_checkpoint_and_back(tmp_path):

@@ -71,6 +71,8 @@ def _check_inputs(X: Tensor, y: Tensor, X_test: Tensor | None, y_test: Tensor | 
 
 
 def _check_callbacks(callbacks: Sequence[Callback], cfg: TrainConfig) -> list[Callback]:
+    if isinstance(callbacks, Callback):
+        raise ValueError("callbacks must be a list of Callback objects; got one: use [callback]")
     out = list(callbacks)
     for cb in out:
         if not isinstance(cb, Callback):
