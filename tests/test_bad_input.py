@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import sepneuron.train as train_mod
 from faults import inject_faults
 from legacy_recipe import ADAM, NO_VARPRO
 from sepneuron import SeparatedActivation, SeparatedMLP, SeparatedTuner, TrainConfig, fit
+from sepneuron.train import Callback
 
 F64 = torch.float64
 NAN, INF = float("nan"), float("inf")
@@ -293,25 +293,14 @@ def test_estimator_predict_checks_features_and_finiteness():
 
 # -- NaN recovery in fit ----------------------------------------------------------------
 
-class _Spy:
-    """Remembers the weight optimizer and tuner that fit builds."""
+class _Spy(Callback):
+    """Remembers the weight optimizer and tuner that fit builds (pass it in callbacks=)."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self):
         self.opt = self.tuner = None
-        make = train_mod._make_optimizer
-        spy = self
 
-        def make_optimizer(cfg, params):
-            spy.opt = make(cfg, params)
-            return spy.opt
-
-        class Tuner(train_mod.SeparatedTuner):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                spy.tuner = self
-
-        monkeypatch.setattr(train_mod, "_make_optimizer", make_optimizer)
-        monkeypatch.setattr(train_mod, "SeparatedTuner", Tuner)
+    def setup(self, run):
+        self.opt, self.tuner = run.optimizer, run.tuner
 
 
 def _reference(model, X, y, steps, lr, gamma, max_step, halve_after):
@@ -331,14 +320,14 @@ def _reference(model, X, y, steps, lr, gamma, max_step, halve_after):
     return model
 
 
-def test_inf_once_restores_the_last_good_state_and_halves_the_steps(monkeypatch):
+def test_inf_once_restores_the_last_good_state_and_halves_the_steps():
     X, y = _data()
     cfg = TrainConfig(**ADAM, steps=12, lr=1e-2, gamma=0.3, eval_every=2)
     clean = fit(_mlp(), X, y, cfg)
-    spy = _Spy(monkeypatch)
+    spy = _Spy()
     model = _mlp()
     inject_faults(model, at_calls={6})  # the loss after 5 steps is +inf
-    h = fit(model, X, y, cfg)
+    h = fit(model, X, y, cfg, callbacks=[spy])
 
     assert [e["event"] for e in h.events] == ["non-finite loss"]
     assert h.events[0]["step"] == 5 and "after step 4" in h.events[0]["action"]
@@ -360,28 +349,28 @@ def test_inf_once_restores_the_last_good_state_and_halves_the_steps(monkeypatch)
         assert torch.equal(p, q)
 
 
-def test_persistent_nan_gradient_gives_up_after_max_retries(monkeypatch):
+def test_persistent_nan_gradient_gives_up_after_max_retries():
     # From the 5th training pass on every gradient is NaN while every loss is finite: each
     # retry replays step 4 fine and fails again at step 5. That must count as failures in a
     # row (it once reset the count and looped forever).
     X, y = _data()
-    spy = _Spy(monkeypatch)
+    spy = _Spy()
     model = _mlp()
     calls = inject_faults(model, at_calls=set(range(5, 10_000)), grad=True)
     with pytest.raises(FloatingPointError, match="non-finite 4 times in a row at step 5"):
-        fit(model, X, y, TrainConfig(**ADAM, steps=50, lr=1e-2, max_retries=3))
+        fit(model, X, y, TrainConfig(**ADAM, steps=50, lr=1e-2, max_retries=3), callbacks=[spy])
     assert calls[0] < 20
     # Three restores, each halving the step sizes of the try before.
     assert spy.opt.param_groups[0]["lr"] == pytest.approx(1e-2 / 8, rel=1e-15)
     assert spy.tuner.param_groups[0]["lr"] == pytest.approx(0.3 / 8, rel=1e-15)
 
 
-def test_non_finite_from_the_start_gives_up_with_compounded_halving(monkeypatch):
+def test_non_finite_from_the_start_gives_up_with_compounded_halving():
     # A finite target so large that the squared error overflows: the very first loss is inf.
     X, y = _data()
-    spy = _Spy(monkeypatch)
+    spy = _Spy()
     with pytest.raises(FloatingPointError, match="non-finite 3 times in a row at step 0"):
-        fit(_mlp(), X, y * 1e200, TrainConfig(**ADAM, steps=5, max_retries=2))
+        fit(_mlp(), X, y * 1e200, TrainConfig(**ADAM, steps=5, max_retries=2), callbacks=[spy])
     assert spy.opt.param_groups[0]["lr"] == pytest.approx(3e-3 / 4, rel=1e-15)
 
 

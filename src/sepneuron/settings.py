@@ -15,15 +15,16 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from .optimizers import DEFAULT_LR as _STEP_SIZES, NAMES as _NAMES
 from .params import Param
 
 __all__ = ["DEFAULT_LR", "DTYPES", "MODEL_PARAMS", "OPTIMIZERS", "PARAMS", "SCHEDULES",
            "validate_config"]
 
-OPTIMIZERS = ("adam", "sgd", "lbfgs", "lm")
+OPTIMIZERS = _NAMES  # the names in sepneuron.optimizers.REGISTRY (a live view)
 SCHEDULES = ("constant", "cosine")
 DTYPES = ("float32", "float64")
-DEFAULT_LR = {"adam": 3e-3, "sgd": 3e-3, "lbfgs": 3e-3, "lm": 1.0}
+DEFAULT_LR = _STEP_SIZES  # name -> the registered optimizer's default_lr (a live view)
 """The step size an optimizer gets when ``TrainConfig.lr`` is None (the default): Adam's
 3e-3; Levenberg-Marquardt's 1 (the full damped Gauss-Newton step; its damping, not the
 step scale, controls the step length -- 3e-3 would take 0.3% of each step)."""

@@ -1,23 +1,19 @@
-"""How :func:`sepneuron.fit` uses the solvers: option checks, the LM optimizer, the exact
-output layer for first-order optimizers, and the loss-plateau stop.
+"""How :func:`sepneuron.fit` uses the solvers: option checks, the parameters an optimizer
+gets, and the exact output layer for the optimizers that do not solve it themselves.
 
-Option values are checked with the rest of ``TrainConfig`` in :mod:`sepneuron.settings`.
-Kept out of ``train.py`` so that the training loop stays one idea; ``train.py`` calls these.
+Option values are checked with the rest of ``TrainConfig`` in :mod:`sepneuron.settings`;
+the optimizers themselves are in :mod:`sepneuron.optimizers` (Levenberg-Marquardt included).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..settings import DEFAULT_LR
-from .network_lm import NetworkLM
-from .varpro import output_layer_of
+from .varpro import output_layer_of, solve_output_layer
 
-__all__ = ["check_solver_combination", "step_size",
-           "make_lm", "trained_parameters", "PlateauStop"]
+__all__ = ["check_solver_combination", "trained_parameters", "OutputLayerSolve"]
 
 
 def check_solver_combination(cfg: Any, model: nn.Module, n_samples: int, ddp: bool) -> None:
@@ -36,17 +32,6 @@ def check_solver_combination(cfg: Any, model: nn.Module, n_samples: int, ddp: bo
                          "use init='default'")
 
 
-def step_size(cfg: Any) -> float:
-    """``cfg.lr``, or the optimizer's own default (:data:`DEFAULT_LR`) when it is ``None``."""
-    return DEFAULT_LR[cfg.optimizer] if cfg.lr is None else float(cfg.lr)
-
-
-def make_lm(cfg: Any, params: list[nn.Parameter]) -> NetworkLM:
-    """The :class:`NetworkLM` of a config (projected when ``output_layer='lstsq'``)."""
-    return NetworkLM(params, lr=step_size(cfg), damping=cfg.damping,
-                     projected=cfg.output_layer == "lstsq", ridge=cfg.ridge)
-
-
 def trained_parameters(cfg: Any, model: nn.Module,
                        params: list[nn.Parameter]) -> list[nn.Parameter]:
     """``params`` without the output layer's when it is solved exactly (``"lstsq"``).
@@ -62,32 +47,32 @@ def trained_parameters(cfg: Any, model: nn.Module,
     return kept or [nn.Parameter(out.weight.new_zeros(0))]
 
 
-class PlateauStop:
-    """Stop when the loss has not fallen below ``(1 - min_improvement)`` times its best
-    for ``patience`` steps in a row (``patience=None``: never).
+class OutputLayerSolve:
+    """The exact output layer of ``output_layer="lstsq"``, solved once per set of weights.
 
-    The best value and its step are kept incrementally (``O(1)`` per step).
+    :meth:`ensure` solves it (:func:`~sepneuron.solvers.solve_output_layer`, on the full
+    batch ``X`` ``(n, in)``, ``Y`` ``(n, out)``) unless it is *current*: already solved
+    for the weights as they are. :meth:`moved` marks the weights as changed since (an
+    optimizer or tuner step, a conditioning edit, a restored state; also the end of each
+    loss evaluation, after which an optimizer may move them), :meth:`solved` as solved by
+    someone else (Levenberg-Marquardt's projected step). ``fit`` calls ``ensure`` at each
+    loss evaluation of a first-order optimizer (its gradient is then that of the reduced
+    problem) and after each step's updates, so the model between steps -- what evaluation
+    and checkpoints see -- always has the layer solved for its weights. With
+    ``enabled=False`` (``output_layer="optimizer"``) nothing is ever solved.
     """
 
-    def __init__(self, patience: int | None, min_improvement: float, losses: list[float]) -> None:
-        self.patience, self.min_improvement = patience, min_improvement
-        self.best, self.best_step = math.inf, 0
-        for i, v in enumerate(losses):
-            self.update(i + 1, v)
+    def __init__(self, enabled: bool, ridge: float = 1e-12) -> None:
+        self.enabled, self.ridge = enabled, ridge
+        self.current = False
 
-    def update(self, step: int, loss: float) -> bool:
-        """Record the loss after ``step`` steps; ``True`` when training should stop."""
-        if loss < self.best * (1 - self.min_improvement):
-            self.best, self.best_step = loss, step
-        return self.patience is not None and step - self.best_step >= self.patience
+    def ensure(self, model: nn.Module, X: Tensor, Y: Tensor) -> None:
+        if self.enabled and not self.current:
+            solve_output_layer(model, X, Y, ridge=self.ridge)
+            self.current = True
 
+    def moved(self) -> None:
+        self.current = False
 
-def first_order_closure_prefix(cfg: Any, model: nn.Module, X: Tensor, Y: Tensor) -> None:
-    """With ``output_layer='lstsq'``: solve the output layer for the current hidden
-    parameters. ``fit`` calls it before each loss evaluation of a first-order optimizer
-    (the gradient in the hidden parameters is then that of the reduced problem) and after
-    each step that changed hidden parameters outside LM (so the model is always consistent)."""
-    if cfg.output_layer == "lstsq":
-        from .varpro import solve_output_layer
-
-        solve_output_layer(model, X, Y, ridge=cfg.ridge)
+    def solved(self) -> None:
+        self.current = self.enabled
