@@ -86,7 +86,7 @@ def test_names_are_read_from_the_registries_when_checked(monkeypatch):
 
     assert PARAMS["rule"].options() == tuple(RULES)
     assert PARAMS["conditioning"].options() == tuple(CONDITIONERS)
-    assert PARAMS["optimizer"].options() == OPTIMIZERS
+    assert PARAMS["optimizer"].options() == tuple(OPTIMIZERS)
     assert PARAMS["init"].options() == tuple(INITS)
     assert PARAMS["output_layer"].options() == tuple(OUTPUT_LAYERS)
     assert PARAMS["dtype"].options() == DTYPES
@@ -144,7 +144,7 @@ def test_train_flags_take_their_choices_from_the_registries(monkeypatch):
 
     _, train = _train_parser()
     assert tuple(_action(train, "--rule").choices) == (*RULES, "none")
-    assert tuple(_action(train, "--optimizer").choices) == OPTIMIZERS
+    assert tuple(_action(train, "--optimizer").choices) == tuple(OPTIMIZERS)
     assert tuple(_action(train, "--kind").choices) == KINDS
     monkeypatch.setitem(RULES, "my_rule", RULES["newton"])
     _, train = _train_parser()
