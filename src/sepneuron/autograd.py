@@ -58,15 +58,19 @@ def _inner(a: Tensor, q: Tensor, log_c: Tensor, kind: str) -> tuple[Tensor, ...]
 
 
 def _inner_no_grad(a: Tensor, q: Tensor, log_c: Tensor, kind: str) -> tuple[Tensor, ...]:
-    """:func:`_inner` with in-place steps on fresh temporaries (same values, fewer
-    allocations): ``base = 2 log1p(exp(-|v|)) + |v| - 2 ln 2``."""
+    """:func:`_inner` with in-place steps on fresh temporaries and one ``exp`` (same values
+    to rounding): with ``e = exp(-|v|)``, ``base = |v| - 2 ln 2 + 2 log1p(e)`` and
+    ``tanh(v/2) = sign(v) (1 - e) / (1 + e)``."""
     u = a + q
     if kind == "relu":
         return (u,)
     v = u.mul_(log_c.exp())
-    av = v.abs()
-    base = av.neg().exp_().log1p_().mul_(2.0).add_(av).sub_(_TWO_LN2)
-    return v, base, v.mul(0.5).tanh_()
+    base = v.abs()
+    e = base.neg().exp_()
+    base.sub_(_TWO_LN2).add_(e.log1p(), alpha=2.0)
+    one_plus_e = e + 1.0
+    t = e.neg_().add_(1.0).div_(one_plus_e).copysign_(v)
+    return v, base, t
 
 
 _TWO_LN2 = 2.0 * math.log(2.0)
@@ -93,10 +97,12 @@ def _forward_block(a, q, c, cd, d, kind, out, u_or_v, base=None, t=None) -> None
         torch.add(a, u_or_v.abs().mul_(cd), out=out)        # o = a + c d |u|
         return
     u_or_v.mul_(c)                                            # v = c u
-    av = u_or_v.abs()
-    torch.sub(av.neg().exp_().log1p_().mul_(2.0).add_(av), _TWO_LN2, out=base)
-    torch.tanh(u_or_v.mul(0.5), out=t)
-    torch.add(a, base.mul(d), out=out)
+    torch.abs(u_or_v, out=base)
+    torch.exp(base.neg(), out=t)                              # e = exp(-|v|)
+    base.sub_(_TWO_LN2).add_(t.log1p(), alpha=2.0)
+    one_plus_e = t + 1.0
+    t.neg_().add_(1.0).div_(one_plus_e).copysign_(u_or_v)    # tanh(v/2)
+    torch.addcmul(a, base, d, out=out)
 
 
 def _backward_block(g, cd, kind, inner, grad_a, sums) -> None:
@@ -128,7 +134,7 @@ class _SeparatedFunction(torch.autograd.Function):
             if kind == "relu":
                 (u,) = inner
                 return (u.abs().mul_(log_c.exp() * d).add_(a), *inner)  # d base(v) = c d |u|
-            return (inner[1].mul(d).add_(a), *inner)
+            return (torch.addcmul(a, inner[1], d), *inner)
         c = log_c.exp()
         out = torch.empty_like(a)
         inner = tuple(torch.empty_like(a) for _ in range(1 if kind == "relu" else 3))
@@ -175,6 +181,8 @@ class _SeparatedFunction(torch.autograd.Function):
 
 def _backward_whole(g, cd, kind, inner, need_a):
     """The backward pass in one go (any shape; differentiable for double backward)."""
+    if not torch.is_grad_enabled():
+        return _backward_in_place(g, cd, kind, inner, need_a)
     if kind == "relu":
         (u,) = inner
         gu = g * u
@@ -186,6 +194,24 @@ def _backward_whole(g, cd, kind, inner, need_a):
         second, third = _sum_leading(g * base), _sum_leading(gs * v)
     grad_a = g + gs * cd if need_a else None
     return grad_a, _sum_leading(gs), second, third
+
+
+def _backward_in_place(g, cd, kind, inner, need_a):
+    """:func:`_backward_whole` on two fresh temporaries, updated in place (no autograd)."""
+    if kind == "relu":
+        (u,) = inner
+        gu = g * u
+        gs = torch.copysign(g, gu)                            # g s: |g| sign(g u)
+        second, third = _sum_leading(gu.copysign_(g)), None   # g |u|
+    else:
+        v, base, t = inner
+        gs = g * t
+        gb = g * base
+        second = _sum_leading(gb)
+        third = _sum_leading(gb.copy_(gs).mul_(v))
+    sum_gs = _sum_leading(gs)
+    grad_a = gs.mul_(cd).add_(g) if need_a else None
+    return grad_a, sum_gs, second, third
 
 
 def separated_activation(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: str) -> Tensor:

@@ -309,41 +309,69 @@ class SeparatedTuner(Optimizer):
     def step(self, closure=None):
         """Update q, d (and c) of every layer from the passes recorded since the last step.
 
-        No host synchronisation: layers without a recorded pass anywhere (``n = 0`` after
-        an all-reduce) get a zero step by a mask, not by a branch.
+        Layers with the same kind and settings and a named rule are stepped together: their
+        per-neuron statistics are concatenated and the rule, the trust region and the update
+        run once for all of them (every rule is per neuron, so this is the same step). No
+        host synchronisation: layers without a recorded pass anywhere (``n = 0`` after an
+        all-reduce) get a zero step by a mask, not by a branch.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         groups = self.param_groups
-        reduced = self._reduces()
-        by_layer = {self._layer(g): st for g, st in zip(groups, self.layer_stats(), strict=True)
-                    if st is not None}
+        layers = [self._layer(g) for g in groups]
+        stats = self.layer_stats()
+        by_layer = {m: st for m, st in zip(layers, stats, strict=True) if st is not None}
         sens = self._sensitivities(by_layer)
-        for group in groups:
-            m = self._layer(group)
-            st = by_layer.get(m)
+        buckets: dict[tuple, list[tuple[SeparatedActivation, dict, Stats]]] = {}
+        for m, group, st in zip(layers, groups, stats, strict=True):
             if st is None:
                 continue
-            q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
-            h = sens.get(m)
-            ctx = RuleContext(
-                kind=m.kind, gamma=group["lr"],
-                h=torch.ones_like(q) if h is None else h.to(q),
-                tune_curvature=group["tune_curvature"], damping=group["damping"],
-            )
-            dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
-            dq, dd, dlogc = trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
-            if reduced:  # a layer no rank recorded has n = 0: no step
-                seen = st.n > 0
-                dq, dd, dlogc = (torch.where(seen, x, torch.zeros_like(x)) for x in (dq, dd, dlogc))
-            m.q.add_(dq)
-            m.d.add_(dd)
-            m.log_c.add_(dlogc)
+            rule = group["rule"]
+            key = (m.kind, rule, group["lr"], group["tune_curvature"], group["damping"],
+                   group["max_step"]) if isinstance(rule, str) else (id(m),)
+            buckets.setdefault(key, []).append((m, group, st))
+        reduced = self._reduces()
+        for items in buckets.values():
+            self._step_layers(items, sens, reduced)
+        return loss
+
+    def _step_layers(self, items: list, sens: dict, reduced: bool) -> None:
+        """One rule call for layers ``items`` (``(layer, group, stats)``, equal settings)."""
+        m0, group, st0 = items[0]
+        acts = [m for m, _, _ in items]
+        if len(items) == 1:
+            st = st0
+            q, log_c, d = m0.q.detach(), m0.log_c.detach(), m0.d.detach()
+        else:
+            st = Stats(torch.cat([s.data for _, _, s in items], dim=1))
+            q, log_c, d = (torch.cat([getattr(m, k).detach() for m in acts])
+                           for k in ("q", "log_c", "d"))
+        c = log_c.exp()
+        hs = [sens.get(m) for m in acts]
+        if any(h is None for h in hs):
+            h = torch.ones_like(q)
+        else:
+            h = hs[0] if len(hs) == 1 else torch.cat(hs)  # type: ignore[arg-type]
+            h = h.to(q)
+        ctx = RuleContext(kind=m0.kind, gamma=group["lr"], h=h,
+                          tune_curvature=group["tune_curvature"], damping=group["damping"])
+        dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
+        dq, dd, dlogc = trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
+        if reduced:  # a layer no rank recorded has n = 0: no step
+            seen = st.n > 0
+            dq, dd, dlogc = (torch.where(seen, x, torch.zeros_like(x)) for x in (dq, dd, dlogc))
+        if len(items) == 1:
+            steps = [(dq, dlogc, dd)]
+        else:
+            sizes = [m.num_neurons for m in acts]
+            steps = list(zip(dq.split(sizes), dlogc.split(sizes), dd.split(sizes), strict=True))
+        params = [p for m in acts for p in (m.q, m.log_c, m.d)]
+        torch._foreach_add_(params, [x for triple in steps for x in triple])
+        for m in acts:
             state = self.state[m.q]
             state["step"] = state.get("step", 0) + 1
-        return loss
 
 
 _ALL = frozenset(STAT_NAMES)
