@@ -98,7 +98,7 @@ def _forward_block(a, q, c, cd, d, kind, out, u_or_v, base=None, t=None) -> None
         return
     u_or_v.mul_(c)                                            # v = c u
     torch.abs(u_or_v, out=base)
-    torch.exp(base.neg(), out=t)                              # e = exp(-|v|)
+    torch.neg(base, out=t).exp_()                             # e = exp(-|v|)
     base.sub_(_TWO_LN2).add_(t.log1p(), alpha=2.0)
     one_plus_e = t + 1.0
     t.neg_().add_(1.0).div_(one_plus_e).copysign_(u_or_v)    # tanh(v/2)
@@ -147,11 +147,14 @@ class _SeparatedFunction(torch.autograd.Function):
         a, q, log_c, d, kind = inputs
         inner = output[1:]            # u (ReLU) or v, base(v), tanh(v/2) (SoftPlus)
         ctx.mark_non_differentiable(*inner)
+        ctx.set_materialize_grads(False)   # no (batch, N) zeros for the saved outputs' grads
         ctx.kind = kind
         ctx.save_for_backward(a, q, log_c, d, *inner)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor, *_unused: Any):
+    def backward(ctx: Any, g: Tensor | None, *_unused: Any):
+        if g is None:                 # the output took no part in the loss
+            return None, None, None, None, None
         need_a, need_q, need_c, need_d = ctx.needs_input_grad[:4]
         a, q, log_c, d, *inner = ctx.saved_tensors
         grad_enabled = torch.is_grad_enabled()

@@ -75,6 +75,11 @@ def _sq(t: Tensor) -> Tensor:
     return (t * t).sum(0)
 
 
+def _dot(x: Tensor, y: Tensor, buf: Tensor) -> Tensor:
+    """``sum_b x y`` per column, the product written into the scratch ``buf``."""
+    return torch.mul(x, y, out=buf).sum(0)
+
+
 _CPU_CHUNK_ELEMENTS = 1 << 16
 
 
@@ -103,15 +108,44 @@ def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, 
 
 def _chunk_stats(a, g, q, c, d, kind, names, bend, inner) -> dict[str, Tensor]:
     n_rows = a.shape[0]
-    u = a + q if kind != "relu" or inner is None else inner[0]
-    out: dict[str, Tensor] = {"n": torch.full_like(q, float(n_rows)), "u1": _total(u),
-                              "u2": _sq(u)}
     cd = c * d
     if kind == "relu":
+        u = a + q if inner is None else inner[0]
+        buf = torch.empty_like(u)
+        out: dict[str, Tensor] = {"u1": _total(u), "u2": _dot(u, u, buf)}
         _relu_stats(out, u, g, c, cd, names, float(n_rows))
-    else:
+    elif inner is None or names & _GROUP_NAMES:
+        u = a + q
+        out = {"u1": _total(u), "u2": _sq(u)}
         _softplus_stats(out, u, g, c, d, cd, names, bend, inner)
+    else:          # u = v / c: no pass for u itself
+        out = _softplus_gauss_newton(a, q, inner, c, d, cd, names)
+    out["n"] = torch.full_like(q, float(n_rows))
     return {k: v for k, v in out.items() if k in names}
+
+
+_GROUP_NAMES = frozenset(n for n in STAT_NAMES if n[-2:] in ("_L", "_R", "_B"))
+
+
+def _softplus_gauss_newton(a, q, inner, c, d, cd, names) -> dict[str, Tensor]:
+    """The SoftPlus sums without side groups, from the saved ``v, base, t``: every product
+    goes through one scratch buffer."""
+    v, base, t = inner
+    buf = torch.add(a, q)                                        # u
+    out = {"u1": _total(buf), "u2": buf.mul_(buf).sum(0)}
+    if names & {"r2", "qq"}:
+        sq_t = _dot(t, t, buf)
+        out["r2"] = float(v.shape[0]) + 2 * cd * _total(t) + cd * cd * sq_t
+        out["qq"] = cd * cd * sq_t
+    if names & {"qd", "dd"}:
+        out["qd"] = cd * _dot(t, base, buf)
+        out["dd"] = _dot(base, base, buf)
+    if names & {"qc", "dc", "cc"}:
+        w = torch.mul(v, t)
+        out["qc"] = cd * d * _dot(t, w, buf)
+        out["dc"] = d * _dot(base, w, buf)
+        out["cc"] = d * d * _dot(w, w, buf)
+    return out
 
 
 def _relu_stats(out, u, g, c, cd, names, n) -> None:

@@ -349,12 +349,9 @@ class SeparatedTuner(Optimizer):
             q, log_c, d = (torch.cat([getattr(m, k).detach() for m in acts])
                            for k in ("q", "log_c", "d"))
         c = log_c.exp()
-        hs = [sens.get(m) for m in acts]
-        if any(h is None for h in hs):
-            h = torch.ones_like(q)
-        else:
-            h = hs[0] if len(hs) == 1 else torch.cat(hs)  # type: ignore[arg-type]
-            h = h.to(q)
+        hs = [sens[m] for m in acts if m in sens]
+        h = torch.ones_like(q) if len(hs) < len(acts) else \
+            (hs[0] if len(hs) == 1 else torch.cat(hs)).to(q)
         ctx = RuleContext(kind=m0.kind, gamma=group["lr"], h=h,
                           tune_curvature=group["tune_curvature"], damping=group["damping"])
         dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
