@@ -32,11 +32,11 @@ from torch.optim import Optimizer
 
 from ..autograd import saved_intermediates
 from ..layers import SeparatedActivation, SeparatedMLP
+from .batched import buckets, layer_steps
 from .needed import GRADIENT_STATS, forward_stats, needed_stats, needs_g
-from .rules import RuleContext, get_rule
+from .rules import get_rule
 from .sensitivity import downstream_sensitivity
 from .statistics import STAT_NAMES, Stats, compute_stats
-from .trust_region import trust_region
 
 __all__ = ["SeparatedTuner", "find_activations", "downstream_sensitivity"]
 
@@ -324,51 +324,15 @@ class SeparatedTuner(Optimizer):
         stats = self.layer_stats()
         by_layer = {m: st for m, st in zip(layers, stats, strict=True) if st is not None}
         sens = self._sensitivities(by_layer)
-        buckets: dict[tuple, list[tuple[SeparatedActivation, dict, Stats]]] = {}
-        for m, group, st in zip(layers, groups, stats, strict=True):
-            if st is None:
-                continue
-            rule = group["rule"]
-            key = (m.kind, rule, group["lr"], group["tune_curvature"], group["damping"],
-                   group["max_step"]) if isinstance(rule, str) else (id(m),)
-            buckets.setdefault(key, []).append((m, group, st))
         reduced = self._reduces()
-        for items in buckets.values():
-            self._step_layers(items, sens, reduced)
+        for items in buckets(layers, groups, stats):
+            acts = [m for m, _, _ in items]
+            params = [p for m in acts for p in (m.q, m.log_c, m.d)]
+            torch._foreach_add_(params, layer_steps(items, sens, reduced))  # type: ignore[arg-type]
+            for m in acts:
+                state = self.state[m.q]
+                state["step"] = state.get("step", 0) + 1
         return loss
-
-    def _step_layers(self, items: list, sens: dict, reduced: bool) -> None:
-        """One rule call for layers ``items`` (``(layer, group, stats)``, equal settings)."""
-        m0, group, st0 = items[0]
-        acts = [m for m, _, _ in items]
-        if len(items) == 1:
-            st = st0
-            q, log_c, d = m0.q.detach(), m0.log_c.detach(), m0.d.detach()
-        else:
-            st = Stats(torch.cat([s.data for _, _, s in items], dim=1))
-            q, log_c, d = (torch.cat([getattr(m, k).detach() for m in acts])
-                           for k in ("q", "log_c", "d"))
-        c = log_c.exp()
-        hs = [sens[m] for m in acts if m in sens]
-        h = torch.ones_like(q) if len(hs) < len(acts) else \
-            (hs[0] if len(hs) == 1 else torch.cat(hs)).to(q)
-        ctx = RuleContext(kind=m0.kind, gamma=group["lr"], h=h,
-                          tune_curvature=group["tune_curvature"], damping=group["damping"])
-        dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
-        dq, dd, dlogc = trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
-        if reduced:  # a layer no rank recorded has n = 0: no step
-            seen = st.n > 0
-            dq, dd, dlogc = (torch.where(seen, x, torch.zeros_like(x)) for x in (dq, dd, dlogc))
-        if len(items) == 1:
-            steps = [(dq, dlogc, dd)]
-        else:
-            sizes = [m.num_neurons for m in acts]
-            steps = list(zip(dq.split(sizes), dlogc.split(sizes), dd.split(sizes), strict=True))
-        params = [p for m in acts for p in (m.q, m.log_c, m.d)]
-        torch._foreach_add_(params, [x for triple in steps for x in triple])
-        for m in acts:
-            state = self.state[m.q]
-            state["step"] = state.get("step", 0) + 1
 
 
 _ALL = frozenset(STAT_NAMES)
