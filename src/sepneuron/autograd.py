@@ -17,9 +17,12 @@ Backward, with ``g = dE/do`` and ``s = base'(v)`` (``sign v``, ``+1`` at 0, or `
 sums over every leading dimension. Autograd of the composed expression saves five tensors
 and makes about twelve passes over ``(batch, N)`` for the ReLU analog; this keeps ``a`` and
 ``u`` (ReLU) or ``v``, ``base(v)``, ``tanh(v/2)`` (SoftPlus) and makes three passes forward
-and seven back (the ReLU analog); on the CPU a large batch goes through in row blocks of
-about 64k elements, so that the temporaries stay in cache. The tuner reads the saved
-tensors from the output's autograd node (:func:`saved_intermediates`) instead of
+and seven back (the ReLU analog), on two fresh temporaries in the backward pass. The
+SoftPlus analog evaluates one ``exp`` per element: with ``e = exp(-|v|)``,
+``base = |v| - 2 ln 2 + 2 log1p(e)`` and ``tanh(v/2) = sign(v) (1 - e) / (1 + e)``. The
+saved outputs get no materialised zero gradients. On the CPU a large batch goes through
+in row blocks of about 64k elements, so that the temporaries stay in cache. The tuner
+reads the saved tensors from the output's autograd node (:func:`saved_intermediates`) instead of
 recomputing them. Under ``create_graph`` (double backward) they are recomputed from ``a``,
 differentiably, so that second derivatives are right. It is a pure function (no side
 effects) and works under ``torch.func`` transforms (``vmap``, ``jacrev``,

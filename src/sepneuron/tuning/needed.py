@@ -16,6 +16,11 @@ are taken out of the sums, and the analogs' identities do the rest:
   ``(cd)^2 sum t^2``, ``cd sum t base``, ``cd d sum t w``, ``sum base^2``, ``d sum base w``,
   ``d^2 sum w^2``.
 
+Rules without side groups (``gauss_newton``, ``grad``) take their sums from the saved
+intermediates in one reduction per row block (:func:`_gram_stats`): the per-sample features
+(``u, u^2, [u >= 0]``, or ``u, u^2, t, t^2, t base, base^2, t w, base w, w^2``) side by
+side in one buffer, summed over the rows at once.
+
 The gradient sums ``grad_q, grad_d, grad_c`` (``sum g J``) are the autograd gradients of
 ``q, d, log c``, which the backward pass forms anyway; the tuner reads them there
 (:func:`gradient_rows`). Only ``newton`` and ``paper`` read ``g`` itself (group sums).
