@@ -17,9 +17,12 @@ Backward, with ``g = dE/do`` and ``s = base'(v)`` (``sign v``, ``+1`` at 0, or `
 sums over every leading dimension. Autograd of the composed expression saves five tensors
 and makes about twelve passes over ``(batch, N)`` for the ReLU analog; this keeps ``a`` and
 ``u`` (ReLU) or ``v``, ``base(v)``, ``tanh(v/2)`` (SoftPlus) and makes three passes forward
-and seven back (the ReLU analog); on the CPU a large batch goes through in row blocks of
-about 64k elements, so that the temporaries stay in cache. The tuner reads the saved
-tensors from the output's autograd node (:func:`saved_intermediates`) instead of
+and seven back (the ReLU analog), on two fresh temporaries in the backward pass. The
+SoftPlus analog evaluates one ``exp`` per element: with ``e = exp(-|v|)``,
+``base = |v| - 2 ln 2 + 2 log1p(e)`` and ``tanh(v/2) = sign(v) (1 - e) / (1 + e)``. The
+saved outputs get no materialised zero gradients. On the CPU a large batch goes through
+in row blocks of about 64k elements, so that the temporaries stay in cache. The tuner
+reads the saved tensors from the output's autograd node (:func:`saved_intermediates`) instead of
 recomputing them. Under ``create_graph`` (double backward) they are recomputed from ``a``,
 differentiably, so that second derivatives are right. It is a pure function (no side
 effects) and works under ``torch.func`` transforms (``vmap``, ``jacrev``,
@@ -58,15 +61,19 @@ def _inner(a: Tensor, q: Tensor, log_c: Tensor, kind: str) -> tuple[Tensor, ...]
 
 
 def _inner_no_grad(a: Tensor, q: Tensor, log_c: Tensor, kind: str) -> tuple[Tensor, ...]:
-    """:func:`_inner` with in-place steps on fresh temporaries (same values, fewer
-    allocations): ``base = 2 log1p(exp(-|v|)) + |v| - 2 ln 2``."""
+    """:func:`_inner` with in-place steps on fresh temporaries and one ``exp`` (same values
+    to rounding): with ``e = exp(-|v|)``, ``base = |v| - 2 ln 2 + 2 log1p(e)`` and
+    ``tanh(v/2) = sign(v) (1 - e) / (1 + e)``."""
     u = a + q
     if kind == "relu":
         return (u,)
     v = u.mul_(log_c.exp())
-    av = v.abs()
-    base = av.neg().exp_().log1p_().mul_(2.0).add_(av).sub_(_TWO_LN2)
-    return v, base, v.mul(0.5).tanh_()
+    base = v.abs()
+    e = base.neg().exp_()
+    base.sub_(_TWO_LN2).add_(e.log1p(), alpha=2.0)
+    one_plus_e = e + 1.0
+    t = e.neg_().add_(1.0).div_(one_plus_e).copysign_(v)
+    return v, base, t
 
 
 _TWO_LN2 = 2.0 * math.log(2.0)
@@ -93,10 +100,12 @@ def _forward_block(a, q, c, cd, d, kind, out, u_or_v, base=None, t=None) -> None
         torch.add(a, u_or_v.abs().mul_(cd), out=out)        # o = a + c d |u|
         return
     u_or_v.mul_(c)                                            # v = c u
-    av = u_or_v.abs()
-    torch.sub(av.neg().exp_().log1p_().mul_(2.0).add_(av), _TWO_LN2, out=base)
-    torch.tanh(u_or_v.mul(0.5), out=t)
-    torch.add(a, base.mul(d), out=out)
+    torch.abs(u_or_v, out=base)
+    torch.neg(base, out=t).exp_()                             # e = exp(-|v|)
+    base.sub_(_TWO_LN2).add_(t.log1p(), alpha=2.0)
+    one_plus_e = t + 1.0
+    t.neg_().add_(1.0).div_(one_plus_e).copysign_(u_or_v)    # tanh(v/2)
+    torch.addcmul(a, base, d, out=out)
 
 
 def _backward_block(g, cd, kind, inner, grad_a, sums) -> None:
@@ -128,7 +137,7 @@ class _SeparatedFunction(torch.autograd.Function):
             if kind == "relu":
                 (u,) = inner
                 return (u.abs().mul_(log_c.exp() * d).add_(a), *inner)  # d base(v) = c d |u|
-            return (inner[1].mul(d).add_(a), *inner)
+            return (torch.addcmul(a, inner[1], d), *inner)
         c = log_c.exp()
         out = torch.empty_like(a)
         inner = tuple(torch.empty_like(a) for _ in range(1 if kind == "relu" else 3))
@@ -141,11 +150,14 @@ class _SeparatedFunction(torch.autograd.Function):
         a, q, log_c, d, kind = inputs
         inner = output[1:]            # u (ReLU) or v, base(v), tanh(v/2) (SoftPlus)
         ctx.mark_non_differentiable(*inner)
+        ctx.set_materialize_grads(False)   # no (batch, N) zeros for the saved outputs' grads
         ctx.kind = kind
         ctx.save_for_backward(a, q, log_c, d, *inner)
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor, *_unused: Any):
+    def backward(ctx: Any, g: Tensor | None, *_unused: Any):
+        if g is None:                 # the output took no part in the loss
+            return None, None, None, None, None
         need_a, need_q, need_c, need_d = ctx.needs_input_grad[:4]
         a, q, log_c, d, *inner = ctx.saved_tensors
         grad_enabled = torch.is_grad_enabled()
@@ -175,6 +187,8 @@ class _SeparatedFunction(torch.autograd.Function):
 
 def _backward_whole(g, cd, kind, inner, need_a):
     """The backward pass in one go (any shape; differentiable for double backward)."""
+    if not torch.is_grad_enabled():
+        return _backward_in_place(g, cd, kind, inner, need_a)
     if kind == "relu":
         (u,) = inner
         gu = g * u
@@ -186,6 +200,24 @@ def _backward_whole(g, cd, kind, inner, need_a):
         second, third = _sum_leading(g * base), _sum_leading(gs * v)
     grad_a = g + gs * cd if need_a else None
     return grad_a, _sum_leading(gs), second, third
+
+
+def _backward_in_place(g, cd, kind, inner, need_a):
+    """:func:`_backward_whole` on two fresh temporaries, updated in place (no autograd)."""
+    if kind == "relu":
+        (u,) = inner
+        gu = g * u
+        gs = torch.copysign(g, gu)                            # g s: |g| sign(g u)
+        second, third = _sum_leading(gu.copysign_(g)), None   # g |u|
+    else:
+        v, base, t = inner
+        gs = g * t
+        gb = g * base
+        second = _sum_leading(gb)
+        third = _sum_leading(gb.copy_(gs).mul_(v))
+    sum_gs = _sum_leading(gs)
+    grad_a = gs.mul_(cd).add_(g) if need_a else None
+    return grad_a, sum_gs, second, third
 
 
 def separated_activation(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: str) -> Tensor:

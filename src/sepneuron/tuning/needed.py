@@ -16,6 +16,11 @@ are taken out of the sums, and the analogs' identities do the rest:
   ``(cd)^2 sum t^2``, ``cd sum t base``, ``cd d sum t w``, ``sum base^2``, ``d sum base w``,
   ``d^2 sum w^2``.
 
+Rules without side groups (``gauss_newton``, ``grad``) take their sums from the saved
+intermediates in one reduction per row block (:func:`_gram_stats`): the per-sample features
+(``u, u^2, [u >= 0]``, or ``u, u^2, t, t^2, t base, base^2, t w, base w, w^2``) side by
+side in one buffer, summed over the rows at once.
+
 The gradient sums ``grad_q, grad_d, grad_c`` (``sum g J``) are the autograd gradients of
 ``q, d, log c``, which the backward pass forms anyway; the tuner reads them there
 (:func:`gradient_rows`). Only ``newton`` and ``paper`` read ``g`` itself (group sums).
@@ -75,6 +80,11 @@ def _sq(t: Tensor) -> Tensor:
     return (t * t).sum(0)
 
 
+def _dot(x: Tensor, y: Tensor, buf: Tensor) -> Tensor:
+    """``sum_b x y`` per column, the product written into the scratch ``buf``."""
+    return torch.mul(x, y, out=buf).sum(0)
+
+
 _CPU_CHUNK_ELEMENTS = 1 << 16
 
 
@@ -89,6 +99,8 @@ def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, 
     CPU the rows are summed in chunks of about 64k elements, so that the temporaries stay
     in cache.
     """
+    if inner is not None and not names & _GROUP_NAMES:
+        return _gram_stats(a, q, c, d, kind, names, inner)
     rows = max(1, _CPU_CHUNK_ELEMENTS // a.shape[1])
     if a.device.type != "cpu" or a.shape[0] <= rows:
         return _chunk_stats(a, g, q, c, d, kind, names, bend, inner)
@@ -103,15 +115,83 @@ def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, 
 
 def _chunk_stats(a, g, q, c, d, kind, names, bend, inner) -> dict[str, Tensor]:
     n_rows = a.shape[0]
-    u = a + q if kind != "relu" or inner is None else inner[0]
-    out: dict[str, Tensor] = {"n": torch.full_like(q, float(n_rows)), "u1": _total(u),
-                              "u2": _sq(u)}
     cd = c * d
     if kind == "relu":
+        u = a + q if inner is None else inner[0]
+        buf = torch.empty_like(u)
+        out: dict[str, Tensor] = {"u1": _total(u), "u2": _dot(u, u, buf)}
         _relu_stats(out, u, g, c, cd, names, float(n_rows))
     else:
+        u = a + q
+        out = {"u1": _total(u), "u2": _sq(u)}
         _softplus_stats(out, u, g, c, d, cd, names, bend, inner)
+    out["n"] = torch.full_like(q, float(n_rows))
     return {k: v for k, v in out.items() if k in names}
+
+
+_GROUP_NAMES = frozenset(n for n in STAT_NAMES if n[-2:] in ("_L", "_R", "_B"))
+_CURVATURE_GRAM = frozenset({"qc", "dc", "cc"})
+
+
+def _gram_stats(a: Tensor, q: Tensor, c: Tensor, d: Tensor, kind: str, names: frozenset[str],
+                inner: tuple[Tensor, ...]) -> dict[str, Tensor]:
+    """The sums of a rule without side groups (``gauss_newton``, ``grad``) from the saved
+    intermediates, as one reduction per row block.
+
+    Per block of rows, the per-sample features -- ``u, u^2, [u >= 0]`` (ReLU analog) or
+    ``u, u^2, t, t^2, t base, base^2`` and, when ``c`` is tuned, ``t w, base w, w^2``
+    (SoftPlus, ``w = v t``) -- are written side by side into one ``(rows, k, N)`` buffer
+    and summed over the rows at once; the per-neuron factors are applied at the end.
+    """
+    curvature = kind != "relu" and bool(names & _CURVATURE_GRAM)
+    k = 3 if kind == "relu" else (9 if curvature else 6)
+    n_total, width = a.shape
+    rows = n_total if a.device.type != "cpu" else \
+        min(n_total, max(1, _CPU_CHUNK_ELEMENTS // width))
+    buf = a.new_empty(rows, k, width)
+    w = a.new_empty(rows, width) if curvature else None
+    total: Tensor | None = None
+    for start in range(0, n_total, rows):
+        part = slice(start, start + rows)
+        m = min(rows, n_total - start)
+        p = buf[:m]
+        u = torch.add(a[part], q, out=p[:, 0])
+        torch.mul(u, u, out=p[:, 1])
+        if kind == "relu":
+            torch.ge(inner[0][part], 0.0, out=p[:, 2])
+        else:
+            v, base, t = (x[part] for x in inner)
+            p[:, 2].copy_(t)
+            torch.mul(t, t, out=p[:, 3])
+            torch.mul(t, base, out=p[:, 4])
+            torch.mul(base, base, out=p[:, 5])
+            if w is not None:
+                wp = torch.mul(v, t, out=w[:m])
+                torch.mul(t, wp, out=p[:, 6])
+                torch.mul(base, wp, out=p[:, 7])
+                torch.mul(wp, wp, out=p[:, 8])
+        sums = p.sum(0)
+        total = sums if total is None else total.add_(sums)
+    assert total is not None
+    n = float(n_total)
+    cd = c * d
+    out: dict[str, Tensor] = {"n": torch.full_like(q, n), "u1": total[0], "u2": total[1]}
+    if kind == "relu":
+        n_right = total[2]
+        out["n_R"] = n_right
+        out["r2"] = n * (1 + cd * cd) + 2 * cd * (2 * n_right - n)
+        out["qq"], out["qd"], out["dd"] = cd * cd * n, cd * c * out["u1"], c * c * out["u2"]
+    else:
+        sq_t = total[3]
+        out["r2"] = n + 2 * cd * total[2] + cd * cd * sq_t
+        out["qq"] = cd * cd * sq_t
+        out["qd"] = cd * total[4]
+        out["dd"] = total[5]
+        if curvature:
+            out["qc"] = cd * d * total[6]
+            out["dc"] = d * total[7]
+            out["cc"] = d * d * total[8]
+    return {key: val for key, val in out.items() if key in names}
 
 
 def _relu_stats(out, u, g, c, cd, names, n) -> None:

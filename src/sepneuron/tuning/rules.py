@@ -41,13 +41,14 @@ the residual near the bend, which the asymptotes cannot explain, is what ``c`` f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .statistics import Stats
+from .statistics import STAT_NAMES, Stats
 
 __all__ = [
     "RuleContext", "Rule", "RULES", "get_rule",
@@ -116,12 +117,13 @@ def _damped_solve(normal: Tensor, rhs: Tensor, damping: float) -> Tensor:
     """
     diag = torch.diagonal(normal, dim1=-2, dim2=-1)                              # (N, P)
     tiny = torch.finfo(normal.dtype).tiny ** 0.5
-    mu = 1e-9 * diag.mean(-1, keepdim=True) + tiny                               # (N, 1)
-    damped = normal + torch.diag_embed(damping * diag + mu)
+    mu = diag.mean(-1, keepdim=True).mul_(1e-9).add_(tiny)                       # (N, 1)
+    damped = normal.clone()
+    torch.diagonal(damped, dim1=-2, dim2=-1).add_(diag * damping + mu)
     # solve_ex: no error check, hence no host synchronisation on a GPU; a singular
     # system gives non-finite entries, which become 0 below.
     theta = torch.linalg.solve_ex(damped, rhs.unsqueeze(-1))[0].squeeze(-1)       # (N, P)
-    return torch.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0)
+    return theta.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _split(theta: Tensor, ctx: RuleContext):
@@ -130,16 +132,24 @@ def _split(theta: Tensor, ctx: RuleContext):
     return dq, dd, dlogc
 
 
+@functools.lru_cache(maxsize=8)
+def _gauss_newton_rows(names: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """Rows of ``STAT_NAMES`` holding the block ``sum J_i J_j`` (row-major ``P x P``) and
+    the gradient sums ``sum g J_i``, for the parameters ``names``."""
+    pair = [STAT_NAMES.index("".join(sorted((i, j), key=names.index)))
+            for i in names for j in names]
+    return pair, [STAT_NAMES.index(f"grad_{p}") for p in names]
+
+
 def gauss_newton_rule(st: Stats, q: Tensor, c: Tensor, d: Tensor, ctx: RuleContext):
     """Per-neuron Gauss-Newton block: ``theta = -gamma (h sum J J^T)^-1 sum g J``."""
     names = _params(ctx)
-    key = {"q": "q", "d": "d", "c": "c"}
-    normal = torch.stack(
-        [torch.stack([getattr(st, "".join(sorted((key[i], key[j]), key=names.index)))
-                      for j in names], dim=-1) for i in names], dim=-2,
-    ) * ctx.h.unsqueeze(-1).unsqueeze(-1)                                          # (N, P, P)
-    grad = torch.stack([getattr(st, f"grad_{p}") for p in names], dim=-1)          # (N, P)
-    return _split(_damped_solve(normal, -ctx.gamma * grad, ctx.damping), ctx)
+    pair, grad_rows = _gauss_newton_rows(names)
+    p = len(names)
+    data = st.data
+    normal = (data[pair] * ctx.h).T.reshape(-1, p, p)                            # (N, P, P)
+    grad = data[grad_rows].T                                                     # (N, P)
+    return _split(_damped_solve(normal, grad * -ctx.gamma, ctx.damping), ctx)
 
 
 def newton_rule(st: Stats, q: Tensor, c: Tensor, d: Tensor, ctx: RuleContext):

@@ -44,7 +44,7 @@ _INDEX = {name: i for i, name in enumerate(STAT_NAMES)}
 class Stats:
     """Named view of a ``(len(STAT_NAMES), N)`` statistics tensor: ``stats.S_L`` is ``(N,)``."""
 
-    __slots__ = ("data", "_rows")
+    __slots__ = ("data",)
 
     def __init__(self, data: Tensor) -> None:
         if data.ndim != 2 or data.shape[0] != len(STAT_NAMES):
@@ -52,16 +52,13 @@ class Stats:
                 f"stats tensor must have shape ({len(STAT_NAMES)}, N), got {tuple(data.shape)}"
             )
         self.data = data
-        self._rows: tuple[Tensor, ...] | None = None
 
     def __getattr__(self, name: str) -> Tensor:
         try:
             index = _INDEX[name]
         except KeyError:
             raise AttributeError(name) from None
-        if self._rows is None:
-            self._rows = self.data.unbind(0)   # one call for all the row views
-        return self._rows[index]
+        return self.data[index]                # a view of one row
 
     def __add__(self, other: Stats) -> Stats:
         return Stats(self.data + other.data)

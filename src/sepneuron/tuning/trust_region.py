@@ -11,7 +11,7 @@ __all__ = ["trust_region"]
 
 
 def _finite(x: Tensor) -> Tensor:
-    return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+    return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def trust_region(dq, dd, dlogc, st: Stats, c, d, max_step: float):
@@ -24,12 +24,13 @@ def trust_region(dq, dd, dlogc, st: Stats, c, d, max_step: float):
     """
     n = st.n.clamp_min(1.0)
     mean_u = st.u1 / n
-    var_u = (st.u2 / n - mean_u * mean_u).clamp_min(0.0)
+    mean_u2 = st.u2 / n
+    var_u = (mean_u2 - mean_u * mean_u).clamp_min_(0.0)
     tiny = torch.finfo(c.dtype).eps
-    scale = torch.maximum(var_u.sqrt(), 1e-3 * (st.u2 / n).sqrt()) + tiny
-    bound_q = max_step * scale
+    scale = torch.maximum(var_u.sqrt_(), mean_u2.sqrt_().mul_(1e-3)).add_(tiny)
+    bound_q = scale.mul_(max_step)
     bound_d = max_step / c
-    dq = torch.maximum(torch.minimum(_finite(dq), bound_q), -bound_q)
-    dd = torch.maximum(torch.minimum(_finite(dd), bound_d), -bound_d)
-    dlogc = _finite(dlogc).clamp(-max_step, max_step)
+    dq = _finite(dq).clamp_(-bound_q, bound_q)
+    dd = _finite(dd).clamp_(-bound_d, bound_d)
+    dlogc = _finite(dlogc).clamp_(-max_step, max_step)
     return dq, dd, dlogc

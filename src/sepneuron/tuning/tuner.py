@@ -32,11 +32,11 @@ from torch.optim import Optimizer
 
 from ..autograd import saved_intermediates
 from ..layers import SeparatedActivation, SeparatedMLP
+from .batched import buckets, layer_steps
 from .needed import GRADIENT_STATS, forward_stats, needed_stats, needs_g
-from .rules import RuleContext, get_rule
+from .rules import get_rule
 from .sensitivity import downstream_sensitivity
 from .statistics import STAT_NAMES, Stats, compute_stats
-from .trust_region import trust_region
 
 __all__ = ["SeparatedTuner", "find_activations", "downstream_sensitivity"]
 
@@ -309,40 +309,29 @@ class SeparatedTuner(Optimizer):
     def step(self, closure=None):
         """Update q, d (and c) of every layer from the passes recorded since the last step.
 
-        No host synchronisation: layers without a recorded pass anywhere (``n = 0`` after
-        an all-reduce) get a zero step by a mask, not by a branch.
+        Layers with the same kind and settings and a named rule are stepped together: their
+        per-neuron statistics are concatenated and the rule, the trust region and the update
+        run once for all of them (every rule is per neuron, so this is the same step). No
+        host synchronisation: layers without a recorded pass anywhere (``n = 0`` after an
+        all-reduce) get a zero step by a mask, not by a branch.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         groups = self.param_groups
-        reduced = self._reduces()
-        by_layer = {self._layer(g): st for g, st in zip(groups, self.layer_stats(), strict=True)
-                    if st is not None}
+        layers = [self._layer(g) for g in groups]
+        stats = self.layer_stats()
+        by_layer = {m: st for m, st in zip(layers, stats, strict=True) if st is not None}
         sens = self._sensitivities(by_layer)
-        for group in groups:
-            m = self._layer(group)
-            st = by_layer.get(m)
-            if st is None:
-                continue
-            q, c, d = m.q.detach(), m.c.detach(), m.d.detach()
-            h = sens.get(m)
-            ctx = RuleContext(
-                kind=m.kind, gamma=group["lr"],
-                h=torch.ones_like(q) if h is None else h.to(q),
-                tune_curvature=group["tune_curvature"], damping=group["damping"],
-            )
-            dq, dd, dlogc = get_rule(group["rule"])(st, q, c, d, ctx)
-            dq, dd, dlogc = trust_region(dq, dd, dlogc, st, c, d, group["max_step"])
-            if reduced:  # a layer no rank recorded has n = 0: no step
-                seen = st.n > 0
-                dq, dd, dlogc = (torch.where(seen, x, torch.zeros_like(x)) for x in (dq, dd, dlogc))
-            m.q.add_(dq)
-            m.d.add_(dd)
-            m.log_c.add_(dlogc)
-            state = self.state[m.q]
-            state["step"] = state.get("step", 0) + 1
+        reduced = self._reduces()
+        for items in buckets(layers, groups, stats):
+            acts = [m for m, _, _ in items]
+            params = [p for m in acts for p in (m.q, m.log_c, m.d)]
+            torch._foreach_add_(params, layer_steps(items, sens, reduced))  # type: ignore[arg-type]
+            for m in acts:
+                state = self.state[m.q]
+                state["step"] = state.get("step", 0) + 1
         return loss
 
 
