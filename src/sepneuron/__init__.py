@@ -5,15 +5,21 @@ from typing import Any
 from .functional import separated_relu as separated_relu, separated_softplus as separated_softplus
 from .layers import SeparatedActivation as SeparatedActivation, SeparatedMLP as SeparatedMLP
 from .stages import StagedModel as StagedModel, fit_stages as fit_stages
-from .train import History as History, TrainConfig as TrainConfig, fit as fit
+from .train import (
+    Callback as Callback,
+    Checkpoint as Checkpoint,
+    History as History,
+    TrainConfig as TrainConfig,
+    fit as fit,
+)
 from .tuning import RULES as RULES, SeparatedTuner as SeparatedTuner, get_rule as get_rule
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "History", "RULES", "SeparatedActivation", "SeparatedMLP", "SeparatedMLPRegressor",
-    "SeparatedTuner", "StagedModel", "TrainConfig", "fit", "fit_stages", "get_rule",
-    "separated_relu", "separated_softplus",
+    "Callback", "Checkpoint", "History", "RULES", "SeparatedActivation", "SeparatedMLP",
+    "SeparatedMLPRegressor", "SeparatedTuner", "StagedModel", "TrainConfig", "fit",
+    "fit_stages", "get_rule", "separated_relu", "separated_softplus",
 ]
 
 
