@@ -80,3 +80,49 @@ def test_network_lm_step_equals_the_dense_reference_step():
     solve_output_layer(ref_model, X, y, ridge=1e-4)
     assert half_sse(ref_model, X, y) < start
     torch.testing.assert_close(moved, delta, rtol=1e-8, atol=1e-10)
+
+
+def test_weight_decay_matches_scipy_on_the_augmented_residuals():
+    scipy_opt = pytest.importorskip("scipy.optimize")
+    np = pytest.importorskip("numpy")
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(40, 1, generator=g, dtype=F64) * 4 - 2
+    y = 1.5 * torch.tanh(1.2 * X - 0.3) + 0.2
+    mu = 0.5
+
+    def make():
+        m = PlainMLP(1, [1], 1, "tanh", dtype=F64)
+        with torch.no_grad():
+            for p, v in zip(m.parameters(), (1.0, 0.0, 1.0, 0.0), strict=True):
+                p.fill_(v)
+        return m
+
+    model = make()
+    opt = NetworkLM(list(model.parameters()), weight_decay=mu)
+    for _ in range(200):
+        opt.step(model, X, y)
+    ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
+    ref_model = make()
+
+    def residuals(v):  # [r; sqrt(mu) theta]: 0.5 ||.||^2 is the regularised objective
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(torch.tensor(v, dtype=F64), ref_model.parameters())
+            return np.concatenate([(ref_model(X) - y).reshape(-1).numpy(), mu ** 0.5 * v])
+
+    ref = scipy_opt.least_squares(residuals, np.array([1.0, 0.0, 1.0, 0.0]), method="lm",
+                                  xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    np.testing.assert_allclose(ours, ref.x, rtol=1e-6, atol=1e-8)
+    plain = make()
+    plain_opt = NetworkLM(list(plain.parameters()))
+    for _ in range(200):
+        plain_opt.step(plain, X, y)
+    shrunk = np.linalg.norm(ours)
+    assert shrunk < np.linalg.norm(torch.cat([p.detach().reshape(-1)
+                                              for p in plain.parameters()]).numpy())
+
+
+@pytest.mark.parametrize("value", [-1e-3, float("nan"), float("inf")])
+def test_bad_weight_decay_is_refused(value):
+    _, _, _, hidden = _problem(n=10, width=3)
+    with pytest.raises(ValueError, match="weight_decay"):
+        NetworkLM(hidden, weight_decay=value)
