@@ -30,6 +30,8 @@ from sepneuron.baselines import PlainMLP, count_parameters, hidden_for_budget
 from sepneuron.bench.fitters import fit_then
 from sepneuron.bench.runner import _data
 from sepneuron.layers import SeparatedMLP
+from sepneuron.solvers import NetworkLM
+from sepneuron.solvers.training import step_size
 from sepneuron.tasks import TASKS as ALL_TASKS
 from sepneuron.train import TrainConfig, fit
 
@@ -69,6 +71,9 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
 DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("tanh", {}),
     "default_init_default": ("tanh", {"init": "default"}),
+    # NetworkLM(weight_decay=mu), which TrainConfig does not expose (see make_lm_with)
+    "default_wd1e-6": ("tanh", {"lm_weight_decay": 1e-6}),
+    "default_wd1e-5": ("tanh", {"lm_weight_decay": 1e-5}),
 }
 
 
@@ -95,6 +100,7 @@ def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, i
     model = build(model_name, X.shape[1], seed)
     fields = dict(fields)
     then = fields.pop("then", None)
+    train_module.make_lm = make_lm_with(fields.pop("lm_weight_decay", 0.0))
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
                          "diagnostics": False, "seed": seed, **fields})
     if then is not None:
@@ -102,6 +108,15 @@ def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, i
     else:
         h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
     return h.final_test_rmse, h.steps_done
+
+
+def make_lm_with(weight_decay: float):
+    """``fit``'s LM factory with ``NetworkLM(weight_decay=...)`` (not a TrainConfig field)."""
+    def make(cfg, params):
+        return NetworkLM(params, lr=step_size(cfg), damping=cfg.damping,
+                         projected=cfg.output_layer == "lstsq", ridge=cfg.ridge,
+                         weight_decay=weight_decay)
+    return make
 
 
 def use_thread_clock() -> None:

@@ -27,7 +27,11 @@ parameters ``theta`` (the LM vector). Each :meth:`NetworkLM.step`:
    ``lambda <- lambda nu``, ``nu <- 2 nu`` and solves again (at most ``max_attempts`` times;
    then the parameters stay as they were).
 
-Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step. The state
+With ``weight_decay = mu > 0`` the objective is ``0.5 ||r||^2 + 0.5 mu ||theta||^2``
+(``S + mu I``, ``g + mu theta``, and the penalty in every loss compared).
+
+Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step (``J^T J`` by its
+upper column blocks, :func:`~sepneuron.solvers.jacobian.add_gram_`). The state
 (``damping``, ``nu``) is in ``state_dict``, so checkpoints resume exactly.
 """
 
