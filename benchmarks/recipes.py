@@ -20,16 +20,24 @@ import argparse
 import statistics
 import sys
 import time
+import types
 from typing import Any
 
 import torch
 
+import sepneuron.train as train_module
 from sepneuron.baselines import PlainMLP, count_parameters, hidden_for_budget
+from sepneuron.bench.fitters import fit_then
 from sepneuron.bench.runner import _data
 from sepneuron.layers import SeparatedMLP
+from sepneuron.solvers import NetworkLM
+from sepneuron.solvers.training import step_size
+from sepneuron.tasks import TASKS as ALL_TASKS
 from sepneuron.train import TrainConfig, fit
 
 TASKS = ("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d")
+TASK_GROUPS = {"quick": TASKS, "paper": tuple(ALL_TASKS),
+               "smooth": tuple(n for n, t in ALL_TASKS.items() if t.smooth)}
 
 # name -> (model: "tanh" | "softplus" | "sep_softplus" | "sep_relu", TrainConfig fields)
 _LM = {"optimizer": "lm", "output_layer": "lstsq"}
@@ -53,12 +61,26 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "sep_relu_lm_lstsq_grad_data": ("sep_relu", {**_LM, "rule": "grad", "init": "data"}),
     "sep_softplus_adam_gauss_newton": ("sep_softplus", {"optimizer": "adam",
                                                         "rule": "gauss_newton"}),
+    # the bench's strongest peer: Adam for 30 % of the budget, then float64 L-BFGS
+    "tanh_adam_lbfgs": ("tanh", {"optimizer": "adam", "lr": 3e-3, "rule": None,
+                                 "then": {"optimizer": "lbfgs", "lr": 1.0, "share": 0.3}}),
+    "tanh_lm_lstsq_default_init": ("tanh", {**_LM, "rule": None, "init": "default"}),
+}
+
+# TrainConfig() exactly as it is (the library's default recipe), and variants of it
+DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "default": ("tanh", {}),
+    "default_init_default": ("tanh", {"init": "default"}),
+    # NetworkLM(weight_decay=mu), which TrainConfig does not expose (see make_lm_with)
+    "default_wd1e-6": ("tanh", {"lm_weight_decay": 1e-6}),
+    "default_wd1e-5": ("tanh", {"lm_weight_decay": 1e-5}),
 }
 
 
 # Every recipe names output_layer and init (TrainConfig's defaults are themselves a recipe).
 RECIPES = {name: (model, {"output_layer": "optimizer", "init": "default", **fields})
            for name, (model, fields) in _RECIPES.items()}
+RECIPES.update(DEFAULTS)
 
 
 def build(model: str, dim: int, seed: int, hidden=(32, 32)) -> torch.nn.Module:
@@ -76,20 +98,48 @@ def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, i
     (X, y, Xt, yt, _, _), _, _ = _data(spec)
     model_name, fields = RECIPES[recipe]
     model = build(model_name, X.shape[1], seed)
+    fields = dict(fields)
+    then = fields.pop("then", None)
+    train_module.make_lm = make_lm_with(fields.pop("lm_weight_decay", 0.0))
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
                          "diagnostics": False, "seed": seed, **fields})
-    h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
+    if then is not None:
+        h = fit_then(model, X, y, cfg, then, X_test=Xt, y_test=yt)
+    else:
+        h = fit(model, X, y, cfg, X_test=Xt, y_test=yt)
     return h.final_test_rmse, h.steps_done
+
+
+def make_lm_with(weight_decay: float):
+    """``fit``'s LM factory with ``NetworkLM(weight_decay=...)`` (not a TrainConfig field)."""
+    def make(cfg, params):
+        return NetworkLM(params, lr=step_size(cfg), damping=cfg.damping,
+                         projected=cfg.output_layer == "lstsq", ridge=cfg.ridge,
+                         weight_decay=weight_decay)
+    return make
+
+
+def use_thread_clock() -> None:
+    """Make ``fit``'s ``max_time`` count this thread's CPU time (``time.thread_time``), not
+    wall time, so that runs on a shared machine get the same compute whatever the load."""
+    train_module.time = types.SimpleNamespace(perf_counter=time.thread_time)  # type: ignore
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--recipes", nargs="+", default=["tanh_lbfgs", "tanh_lm_lstsq"])
-    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS),
+                    help="task names, or a group: " + ", ".join(TASK_GROUPS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--time", type=float, default=8.0, help="seconds of training per run")
     ap.add_argument("--list", action="store_true", help="print the recipes and exit")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="what --time counts: wall time, or this thread's CPU time "
+                    "(time.thread_time; for a shared machine)")
     args = ap.parse_args(argv)
+    args.tasks = [t for name in args.tasks for t in TASK_GROUPS.get(name, (name,))]
+    if args.clock == "thread":
+        use_thread_clock()
     if args.list:
         for name, (model, fields) in RECIPES.items():
             print(f"{name:42s} {model:13s} {fields}")

@@ -35,7 +35,8 @@ from torch.func import functional_call, jacrev, vmap
 from ..functional import base, base_slope
 from ..layers import LinearStack, SeparatedActivation
 
-__all__ = ["has_analytic_jacobian", "network_jacobian", "normal_equations", "sequential_of"]
+__all__ = ["has_analytic_jacobian", "network_jacobian", "normal_equations", "sequential_of",
+           "add_gram_", "symmetrize_upper_"]
 
 _ELEMENTWISE = (nn.Tanh, nn.Softplus, nn.ReLU, nn.LeakyReLU, nn.SiLU, SeparatedActivation)
 
@@ -174,12 +175,42 @@ def network_jacobian(model: nn.Module, x: Tensor, params: list[Tensor], *,
     return _functorch(model, x, params)
 
 
+def _block_edges(p: int) -> list[int]:
+    """Column-block edges for :func:`add_gram_`: blocks of about 150-300 columns, at most 8."""
+    nb = max(1, min(8, p // 150))
+    return [round(i * p / nb) for i in range(nb + 1)]
+
+
+def add_gram_(acc: Tensor, jac: Tensor) -> Tensor:
+    r"""Add ``jac^T jac`` to the *upper triangle* of ``acc`` ``(P, P)``; ``jac`` ``(m, P)``.
+
+    Only the blocks on and above the diagonal of a partition of the columns into ``nb``
+    blocks are formed (``acc[a, b:] += jac[:, a]^T jac[:, b:]``), about
+    ``(nb + 1) / (2 nb)`` of the full product's work (a symmetric rank-``m`` update, which
+    torch does not expose). The strictly lower blocks of ``acc`` are left untouched:
+    :func:`symmetrize_upper_` completes the matrix once all chunks are in.
+    """
+    edges = _block_edges(jac.shape[1])
+    for a0, a1 in zip(edges[:-1], edges[1:], strict=True):
+        acc[a0:a1, a0:].addmm_(jac[:, a0:a1].T, jac[:, a0:])
+    return acc
+
+
+def symmetrize_upper_(acc: Tensor) -> Tensor:
+    """Copy the upper blocks that :func:`add_gram_` filled onto the lower ones, in place."""
+    edges = _block_edges(acc.shape[0])
+    for a0, a1 in zip(edges[:-1], edges[1:], strict=True):
+        acc[a1:, a0:a1] = acc[a0:a1, a1:].T
+    return acc
+
+
 def normal_equations(model: nn.Module, X: Tensor, Y: Tensor, params: list[Tensor], *,
                      chunk_size: int = 4096, analytic: bool | None = None
                      ) -> tuple[Tensor, Tensor, float]:
     """``(J^T J (P, P), J^T r (P,), 0.5 ||r||^2)`` in float64, ``r = (model(X) - Y).reshape(-1)``.
 
-    Accumulated ``chunk_size`` samples at a time: memory ``O(chunk_size * k * P + P^2)``.
+    Accumulated ``chunk_size`` samples at a time: memory ``O(chunk_size * k * P + P^2)``;
+    ``J^T J`` by its upper blocks (:func:`add_gram_`), then mirrored.
     """
     f64 = torch.float64
     jtj = jtr = None
@@ -189,11 +220,12 @@ def normal_equations(model: nn.Module, X: Tensor, Y: Tensor, params: list[Tensor
         r = (pred - Y[start:start + chunk_size]).reshape(-1).to(f64)
         jac = jac.to(f64)
         if jtj is None or jtr is None:
-            jtj, jtr = jac.T @ jac, jac.T @ r
-        else:
-            jtj.addmm_(jac.T, jac)
-            jtr.addmv_(jac.T, r)
+            jtj = jac.new_zeros(jac.shape[1], jac.shape[1])
+            jtr = jac.new_zeros(jac.shape[1])
+        add_gram_(jtj, jac)        # upper blocks only: half the work of jac.T @ jac
+        jtr.addmv_(jac.T, r)
         half_sse += 0.5 * float(r @ r)
     if jtj is None or jtr is None:
         raise ValueError("X has no samples")
-    return jtj, jtr, half_sse
+    return symmetrize_upper_(jtj), jtr, half_sse
+

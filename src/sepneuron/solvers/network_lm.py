@@ -27,7 +27,11 @@ parameters ``theta`` (the LM vector). Each :meth:`NetworkLM.step`:
    ``lambda <- lambda nu``, ``nu <- 2 nu`` and solves again (at most ``max_attempts`` times;
    then the parameters stay as they were).
 
-Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step. The state
+With ``weight_decay = mu > 0`` the objective is ``0.5 ||r||^2 + 0.5 mu ||theta||^2``
+(``S + mu I``, ``g + mu theta``, and the penalty in every loss compared).
+
+Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step (``J^T J`` by its
+upper column blocks, :func:`~sepneuron.solvers.jacobian.add_gram_`). The state
 (``damping``, ``nu``) is in ``state_dict``, so checkpoints resume exactly.
 """
 
@@ -69,23 +73,27 @@ class NetworkLM(Optimizer):
         projected: solve the output layer exactly (variable projection) at every step.
         ridge: relative ridge of that solve (``>= 0``).
         chunk_size: samples per chunk of the normal equations.
+        weight_decay: ``mu >= 0``: minimise ``0.5 ||r||^2 + 0.5 mu ||theta||^2`` instead
+            (Tikhonov on the LM vector: ``S + mu I``, ``g + mu theta``; ``0``: none).
 
     ``step(model, X, Y)`` returns the MSE ``||r||^2 / (n k)`` *before* the step (after the
     output-layer solve when projected) as a 0-d tensor; NaN if it was not finite.
     """
 
     def __init__(self, params, *, lr: float = 1.0, damping: float = 1e-3, max_attempts: int = 10,
-                 projected: bool = False, ridge: float = 1e-12, chunk_size: int = 4096) -> None:
+                 projected: bool = False, ridge: float = 1e-12, chunk_size: int = 4096,
+                 weight_decay: float = 0.0) -> None:
         for name, v in (("lr", lr), ("damping", damping)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
-            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        for name, v in (("ridge", ridge), ("weight_decay", weight_decay)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         for name, v in (("max_attempts", max_attempts), ("chunk_size", chunk_size)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         defaults = dict(lr=lr, damping=damping, max_attempts=max_attempts, projected=projected,
-                        ridge=ridge, chunk_size=chunk_size)
+                        ridge=ridge, chunk_size=chunk_size, weight_decay=weight_decay)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("NetworkLM takes one parameter group")
@@ -132,9 +140,14 @@ class NetworkLM(Optimizer):
             else:
                 s = s - cross @ torch.linalg.lstsq(c_mat, cross.T).solution
             s = 0.5 * (s + s.T)
+        x0 = flatten(self._params)
+        mu = float(group.get("weight_decay", 0.0))
+        if mu > 0:  # Tikhonov: the objective is 0.5 ||r||^2 + 0.5 mu ||theta||^2
+            s = s + mu * torch.eye(n_theta, dtype=s.dtype, device=s.device)
+            g = g + mu * x0.to(g.dtype)
+            loss0 += 0.5 * mu * float(x0 @ x0)
         if not bool(g.abs().max() > 0):
             return before
-        x0 = flatten(self._params)
         lin0 = [p.detach().clone() for p in lin_params]
         diag = s.diagonal().clamp_min(1e-12 * float(s.diagonal().max().clamp_min(1e-300)))
         lam, nu = st["damping"], st["nu"]
@@ -145,6 +158,9 @@ class NetworkLM(Optimizer):
                 if projected:
                     solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
                 loss = half_sse(model, X, Y)
+                if mu > 0:
+                    x1 = flatten(self._params)
+                    loss += 0.5 * mu * float(x1 @ x1)
                 predicted = 0.5 * float(delta @ (lam * diag * delta - g))
                 if loss < loss0:  # False for NaN
                     rho = (loss0 - loss) / predicted if predicted > 0 else 1.0
