@@ -25,13 +25,11 @@ from typing import Any
 
 import torch
 
-import sepneuron.train as train_module
+import sepneuron.fitting.loop as fit_loop
 from sepneuron.baselines import PlainMLP, count_parameters, hidden_for_budget
 from sepneuron.bench.fitters import fit_then
 from sepneuron.bench.runner import _data
 from sepneuron.layers import SeparatedMLP
-from sepneuron.solvers import NetworkLM
-from sepneuron.solvers.training import step_size
 from sepneuron.tasks import TASKS as ALL_TASKS
 from sepneuron.train import TrainConfig, fit
 
@@ -71,9 +69,9 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
 DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("tanh", {}),
     "default_init_default": ("tanh", {"init": "default"}),
-    # NetworkLM(weight_decay=mu), which TrainConfig does not expose (see make_lm_with)
-    "default_wd1e-6": ("tanh", {"lm_weight_decay": 1e-6}),
-    "default_wd1e-5": ("tanh", {"lm_weight_decay": 1e-5}),
+    # the Tikhonov term of LM (TrainConfig.weight_decay, per residual; default 1e-9)
+    "default_wd0": ("tanh", {"weight_decay": 0.0}),
+    "default_wd1e-8": ("tanh", {"weight_decay": 1e-8}),
 }
 
 
@@ -100,7 +98,6 @@ def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, i
     model = build(model_name, X.shape[1], seed)
     fields = dict(fields)
     then = fields.pop("then", None)
-    train_module.make_lm = make_lm_with(fields.pop("lm_weight_decay", 0.0))
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
                          "diagnostics": False, "seed": seed, **fields})
     if then is not None:
@@ -110,19 +107,10 @@ def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, i
     return h.final_test_rmse, h.steps_done
 
 
-def make_lm_with(weight_decay: float):
-    """``fit``'s LM factory with ``NetworkLM(weight_decay=...)`` (not a TrainConfig field)."""
-    def make(cfg, params):
-        return NetworkLM(params, lr=step_size(cfg), damping=cfg.damping,
-                         projected=cfg.output_layer == "lstsq", ridge=cfg.ridge,
-                         weight_decay=weight_decay)
-    return make
-
-
 def use_thread_clock() -> None:
     """Make ``fit``'s ``max_time`` count this thread's CPU time (``time.thread_time``), not
     wall time, so that runs on a shared machine get the same compute whatever the load."""
-    train_module.time = types.SimpleNamespace(perf_counter=time.thread_time)  # type: ignore
+    fit_loop.time = types.SimpleNamespace(perf_counter=time.thread_time)  # type: ignore
 
 
 def main(argv: list[str] | None = None) -> int:

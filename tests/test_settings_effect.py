@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sepneuron import SeparatedMLP, TrainConfig, fit
+from sepneuron.baselines.mlp import PlainMLP
 from sepneuron.layers import SeparatedActivation
 from sepneuron.train import DEFAULT_LR
 
@@ -68,6 +69,8 @@ def test_lm_gets_its_own_step_size():
     (dict(steps=True), "steps"),
     (dict(checkpoint_every="5"), "checkpoint_every"),
     (dict(max_retries=1.5), "max_retries"),
+    (dict(optimizer="adam", weight_decay=1e-6), "weight_decay"),  # LM's Tikhonov term only
+    (dict(optimizer="lm", weight_decay=-1e-9), "weight_decay"),
 ])
 def test_ineffective_or_mistyped_settings_are_refused_by_name(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -75,6 +78,20 @@ def test_ineffective_or_mistyped_settings_are_refused_by_name(kw, name):
     X, y = _data()
     with pytest.raises(ValueError, match=name):
         fit(_model(), X, y, TrainConfig(**kw))
+
+
+def test_lm_weight_decay_takes_effect_and_shrinks_the_hidden_weights():
+    """TrainConfig.weight_decay reaches NetworkLM: a larger Tikhonov term leaves a smaller
+    LM vector (the hidden weights), and 0 is plain LM."""
+    X, y = _data()
+    norms = []
+    for wd in (0.0, 1e-3):
+        model = PlainMLP(2, [6], 1, "tanh", dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+        fit(model, X, y, TrainConfig(optimizer="lm", rule=None, steps=30, weight_decay=wd))
+        norms.append(float(torch.cat([p.detach().reshape(-1) for p in model.net[0].parameters()])
+                           .norm()))
+    assert norms[1] < 0.9 * norms[0], norms
 
 
 def test_settings_that_take_effect_are_accepted():

@@ -88,7 +88,8 @@ def test_weight_decay_matches_scipy_on_the_augmented_residuals():
     g = torch.Generator().manual_seed(3)
     X = torch.rand(40, 1, generator=g, dtype=F64) * 4 - 2
     y = 1.5 * torch.tanh(1.2 * X - 0.3) + 0.2
-    mu = 0.5
+    w = 0.5 / 40  # per residual: mu = w * 40 residuals = 0.5
+    mu = w * 40
 
     def make():
         m = PlainMLP(1, [1], 1, "tanh", dtype=F64)
@@ -98,7 +99,7 @@ def test_weight_decay_matches_scipy_on_the_augmented_residuals():
         return m
 
     model = make()
-    opt = NetworkLM(list(model.parameters()), weight_decay=mu)
+    opt = NetworkLM(list(model.parameters()), weight_decay=w)
     for _ in range(200):
         opt.step(model, X, y)
     ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()

@@ -140,7 +140,8 @@ class LMStep(StepAdapter):
         from .solvers.network_lm import NetworkLM
 
         return NetworkLM(params, lr=lr, damping=cfg.damping,
-                         projected=cfg.output_layer == "lstsq", ridge=cfg.ridge)
+                         projected=cfg.output_layer == "lstsq", ridge=cfg.ridge,
+                         weight_decay=cfg.weight_decay)
 
     def step(self, context: StepContext, X: Tensor, Y: Tensor) -> Tensor:
         if context.needs_gradient:  # LM takes no backward pass of ours: make one for the tuner

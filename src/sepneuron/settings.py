@@ -83,6 +83,8 @@ PARAMS: dict[str, Param] = {
     "damping": Param(**_POSITIVE, help="Levenberg-Marquardt's initial damping (optimizer lm)"),
     "ridge": Param("real", "relative ridge of the exact output-layer solve (output_layer "
                    "lstsq)", low=0.0, finite=True),
+    "weight_decay": Param("real", "Levenberg-Marquardt minimises MSE + weight_decay "
+                          "||theta||^2 over its vector (optimizer lm)", low=0.0, finite=True),
     "batch_size": Param("int", "mini-batch size (None: the whole training set)", low=1,
                         none=True),
     "rule": Param("choice", "tuner rule for q, c, d; grad: trained by the optimizer; None: "
@@ -155,6 +157,9 @@ def _check_solver_fields(cfg: Any) -> None:
     defaults = {f.name: f.default for f in fields(cfg)}
     if cfg.optimizer != "lm" and cfg.damping != defaults["damping"]:
         raise ValueError(f"damping={cfg.damping!r} applies to optimizer='lm' only, "
+                         f"not {cfg.optimizer!r}")
+    if cfg.optimizer != "lm" and cfg.weight_decay != defaults["weight_decay"]:
+        raise ValueError(f"weight_decay={cfg.weight_decay!r} applies to optimizer='lm' only, "
                          f"not {cfg.optimizer!r}")
     if cfg.output_layer != "lstsq" and cfg.ridge != defaults["ridge"]:
         raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' only")

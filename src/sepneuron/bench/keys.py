@@ -48,11 +48,17 @@ V1_FIELDS: dict[str, frozenset[str]] = {
 }
 """The entries hashed whatever their value (key version 1)."""
 
-TRAIN_AS_BEFORE: dict[str, Any] = {"output_layer": "optimizer", "init": "default"}
+TRAIN_AS_BEFORE: dict[str, Any] = {"output_layer": "optimizer", "init": "default",
+                                   "weight_decay": 0.0}
 """``train`` entries added after key version 1 whose *default* later moved (issue 12 made
 the exact output layer and ``init="data"`` the default): the value that reproduces runs
 from before the entry existed counts as its default for the key, so those runs keep their
 keys and a run with the new default gets a new one."""
+
+TRAIN_ONLY_WITH: dict[str, tuple[str, Any]] = {"weight_decay": ("optimizer", "lm")}
+"""``train`` entries that shape a run only with another entry at one value (TrainConfig
+refuses them elsewhere unless at their default): left out of the key otherwise, so that
+a new default of such an entry does not move the keys of runs it never touched."""
 
 SECTION_DEFAULTS: dict[str, dict[str, Any]] = {"": {}, "data": {}, "model": {}}
 """Defaults of spec entries added after key version 1, outside ``train`` (none yet): an
@@ -91,7 +97,10 @@ def key_document(spec: dict[str, Any]) -> dict[str, Any]:
         if isinstance(doc.get(name), dict):
             doc[name] = _section(name, doc[name], SECTION_DEFAULTS[name])
     if isinstance(doc.get("train"), dict):
-        doc["train"] = _section("train", doc["train"], _train_defaults())
+        train = {k: v for k, v in doc["train"].items()
+                 if k not in TRAIN_ONLY_WITH
+                 or doc["train"].get(TRAIN_ONLY_WITH[k][0]) == TRAIN_ONLY_WITH[k][1]}
+        doc["train"] = _section("train", train, _train_defaults())
     if KEY_VERSION != 1:
         doc["key_version"] = KEY_VERSION
     return doc

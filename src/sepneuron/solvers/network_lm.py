@@ -27,8 +27,10 @@ parameters ``theta`` (the LM vector). Each :meth:`NetworkLM.step`:
    ``lambda <- lambda nu``, ``nu <- 2 nu`` and solves again (at most ``max_attempts`` times;
    then the parameters stay as they were).
 
-With ``weight_decay = mu > 0`` the objective is ``0.5 ||r||^2 + 0.5 mu ||theta||^2``
-(``S + mu I``, ``g + mu theta``, and the penalty in every loss compared).
+With ``weight_decay = w > 0`` the objective is ``0.5 ||r||^2 + 0.5 mu ||theta||^2`` with
+``mu = w m``, ``m = n k`` the number of residuals, i.e. ``m/2 (MSE + w ||theta||^2)``: the
+same trade-off whatever the number of samples (``S + mu I``, ``g + mu theta``, and the
+penalty in every loss compared).
 
 Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step (``J^T J`` by its
 upper column blocks, :func:`~sepneuron.solvers.jacobian.add_gram_`). The state
@@ -73,8 +75,9 @@ class NetworkLM(Optimizer):
         projected: solve the output layer exactly (variable projection) at every step.
         ridge: relative ridge of that solve (``>= 0``).
         chunk_size: samples per chunk of the normal equations.
-        weight_decay: ``mu >= 0``: minimise ``0.5 ||r||^2 + 0.5 mu ||theta||^2`` instead
-            (Tikhonov on the LM vector: ``S + mu I``, ``g + mu theta``; ``0``: none).
+        weight_decay: ``w >= 0``: minimise ``MSE + w ||theta||^2`` instead of the MSE
+            (Tikhonov on the LM vector: ``0.5 ||r||^2 + 0.5 w m ||theta||^2``, ``m`` the
+            number of residuals; ``0``: none).
 
     ``step(model, X, Y)`` returns the MSE ``||r||^2 / (n k)`` *before* the step (after the
     output-layer solve when projected) as a 0-d tensor; NaN if it was not finite.
@@ -141,7 +144,7 @@ class NetworkLM(Optimizer):
                 s = s - cross @ torch.linalg.lstsq(c_mat, cross.T).solution
             s = 0.5 * (s + s.T)
         x0 = flatten(self._params)
-        mu = float(group.get("weight_decay", 0.0))
+        mu = float(group.get("weight_decay", 0.0)) * count  # per residual: mu = w m
         if mu > 0:  # Tikhonov: the objective is 0.5 ||r||^2 + 0.5 mu ||theta||^2
             s = s + mu * torch.eye(n_theta, dtype=s.dtype, device=s.device)
             g = g + mu * x0.to(g.dtype)
