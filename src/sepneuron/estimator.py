@@ -28,6 +28,7 @@ from .layers import SeparatedMLP
 from .params import Param, is_int
 from .progress import TrainingProgress
 from .scaling import standardize, standardizer
+from .settings import DEFAULT_HIDDEN_SIZES
 from .stages import fit_stages
 from .train import History, TrainConfig, fit
 
@@ -75,7 +76,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     ``(n, k)``.
 
     Parameters:
-        hidden_layer_sizes: widths of the hidden layers (positive ints).
+        hidden_layer_sizes: widths of the hidden layers (positive ints; default
+            :data:`~sepneuron.settings.DEFAULT_HIDDEN_SIZES`, ``(12, 12)``).
         kind: ``"softplus"`` or ``"relu"``: the separated analog of each hidden neuron;
             ``"tanh"``: a plain tanh MLP (``PlainMLP``) trained the same way.
         rule: tuner rule for ``q``, ``c``, ``d`` (a name of ``sepneuron.RULES``); ``"grad"``
@@ -135,7 +137,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(32, 32),
+        hidden_layer_sizes=DEFAULT_HIDDEN_SIZES,
         kind="tanh",
         rule="newton",
         optimizer="lm",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..settings import DEFAULT_HIDDEN_SIZES
+
 if TYPE_CHECKING:
     from .methods import Method
 
@@ -118,9 +120,10 @@ def issue12_methods() -> list[Method]:
                               description=f"{RECIPE_BASE} with {_RECIPE_WORDS[label]}"))
     model, act = _default_model()
     out.append(Method("sepneuron_default", "default", model, act, "default",
+                      hidden=list(DEFAULT_HIDDEN_SIZES),
                       description="the library's default recipe: fit() with TrainConfig() "
-                      "defaults, only the budget set (the estimator's default kind, "
-                      "same parameter count)"))
+                      "defaults, only the budget set, on the estimator's default network "
+                      f"(kind and sizes: {list(DEFAULT_HIDDEN_SIZES)})"))
     out.append(Method("tanh_vplm_stages", "recipe", "plain", "tanh", "vplm",
                       stages=PRECISION_STAGES, extra={"patience": STAGE_PATIENCE},
                       description=f"tanh_vplm in {PRECISION_STAGES} residual stages, each "
