@@ -140,11 +140,9 @@ def test_suites_fit_their_time():
             "sklearn_lbfgs_tanh", "tanh_lbfgs"} <= set(quick.methods)
     assert paper.tasks == tuple(TASKS) and len(paper.seeds) >= 3
     assert estimated_wall_s(paper) <= 90 * 60
-    # the paper's question: every separated and plain recipe net, the default recipe
-    # standing for the tanh one (tanh_vplm would repeat its runs)
-    assert {*PAPER_QUESTION["separated"], *PAPER_QUESTION["plain"][1:], HEADLINE} \
+    # the paper's question: every separated and plain recipe net at the same parameter count
+    assert {*PAPER_QUESTION["separated"], *PAPER_QUESTION["plain"], HEADLINE} \
         <= set(paper.methods)
-    assert PAPER_QUESTION["plain"][0] == "tanh_vplm" not in paper.methods
     assert precision.n_train == 10_000 and precision.budget == Budget(seconds=120.0)
     assert set(precision.tasks) == {"kan_exp", "smooth_3d"}
     assert SUITES["recipe"].methods == tuple(recipe_ablation().values())
@@ -287,6 +285,20 @@ def test_default_recipe_stands_in_for_the_plain_net_only_when_it_is_one():
                          (plain["model"], {**plain["train"], "optimizer": "adam"})):
         rows = [{**r, "config": {"model": model, "train": train}} for r in _rows(vals)]
         assert paper_question_section(rows) == []
+
+
+def test_default_recipe_stands_in_only_at_the_same_parameter_count():
+    """A [12, 12] default is no stand-in for a [32, 32] plain net against [29, 29]
+    separated ones."""
+    from sepneuron.bench.report_compare import paper_question_section
+
+    vals = {t: {HEADLINE: 1e-4, "sep_softplus_vplm": 4e-4} for t in ("kan_exp", "kink_abs")}
+    cfg = {"model": {"type": "plain", "activation": "tanh"},
+           "train": {"optimizer": "lm", "output_layer": "lstsq", "init": "data"}}
+    for n_default, expect in ((1185, True), (205, False)):
+        rows = [{**r, "config": cfg, "n_params": n_default if r["method"] == HEADLINE
+                 else 1161} for r in _rows(vals)]
+        assert bool(paper_question_section(rows)) == expect, n_default
 
 
 def test_default_recipe_stands_in_beside_the_softplus_recipe_net():

@@ -115,11 +115,24 @@ def plain_under_recipe(rows: Sequence[dict[str, Any]], method: str) -> bool:
         for c in cfgs)
 
 
+def same_budget(rows: Sequence[dict[str, Any]], method: str, others: Sequence[str],
+                tol: float = 0.05) -> bool:
+    """Whether ``method``'s networks have the parameter count of each of ``others``' on every
+    task both ran (within ``tol``, relative; rows without ``n_params`` do not count)."""
+    counts: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r.get("n_params"):
+            counts[(r["method"], r["task"])] = float(r["n_params"])
+    return all(abs(counts[(method, task)] / n - 1) <= tol
+               for (m, task), n in counts.items() if m in others and (method, task) in counts)
+
+
 def paper_question_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     present = {r["method"] for r in rows}
     plain = [p for p in PAPER_QUESTION["plain"] if p in present]
     tanh_recipe = PAPER_QUESTION["plain"][0]  # tanh_vplm: the default recipe's own network
-    stand_in = tanh_recipe not in present and plain_under_recipe(rows, HEADLINE)
+    stand_in = (tanh_recipe not in present and plain_under_recipe(rows, HEADLINE)
+                and same_budget(rows, HEADLINE, PAPER_QUESTION["separated"]))
     if stand_in:
         plain = [HEADLINE, *plain]
     pairs = [(p, s) for s in PAPER_QUESTION["separated"] for p in plain]

@@ -86,13 +86,12 @@ PAPER_METHODS = (
     # today's peers
     "tanh_lbfgs", "tanh_adam_lbfgs", "tanh_lm", "kan", "sklearn_lbfgs_tanh",
     # the paper's question under the library's trainer (exact output layer + LM)
-    # (sepneuron_default is the plain tanh net under it: tanh_vplm would repeat its runs)
-    "softplus_vplm", "sep_softplus_vplm", "sep_relu_vplm",
+    "tanh_vplm", "softplus_vplm", "sep_softplus_vplm", "sep_relu_vplm",
     "sep_softplus_vplm_gauss_newton",
     # the library as users get it
     "sepneuron_default", "estimator_default",
 )
-"""15 methods; the SGD baselines, tanh + Adam alone (tanh_adam_lbfgs starts with it), the
+"""16 methods; the SGD baselines, tanh + Adam alone (tanh_adam_lbfgs starts with it), the
 other rules and the ablations are left to their own suites or ``--methods`` (the whole
 suite must fit in 90 minutes on 2 cores)."""
 
@@ -133,7 +132,7 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
            "Adam), the default recipe and estimator, the best peers", 10),
     _suite("paper", tuple(TASKS), PAPER_METHODS, EIGHT_SECONDS,
            "every task; the paper's comparison, today's peers, the paper's question under the "
-           "library's trainer, the defaults (15 methods)", 55),
+           "library's trainer, the defaults (16 methods)", 60),
     _suite("ablation", ("kan_exp", "sin_cos", "abs_planes_3d"), ABLATION_METHODS,
            Budget(steps=1500), "conditioning components (docs/conditioning.md) on both "
            "analogs, rule newton: none, each alone, all; 3 tasks", 25),
