@@ -335,3 +335,16 @@ def test_recipe_methods_name_their_recipe_and_old_methods_keep_theirs():
     for name in ("sep_softplus_gauss_newton", "relu_adam", "tanh_lbfgs", "tanh_lm"):
         train = make_spec("kan_exp", name, 0, Budget(seconds=8.0))["train"]
         assert (train["output_layer"], train["init"]) == ("optimizer", "default")
+
+
+def test_estimator_section_says_when_the_sizes_differ():
+    """The estimator runs its own default network; the report must not call scikit-learn's
+    [32, 32] MLP "the same size" when that default is [12, 12]."""
+    from sepneuron.bench.report_compare import ESTIMATOR, SKLEARN, estimator_section
+
+    vals = {"kan_exp": {ESTIMATOR: 1e-4, SKLEARN: 1e-3}}
+    for est, expect in (([32, 32], "the same hidden sizes"), ([12, 12], "not the same size")):
+        rows = [{**r, "config": {"model": {"hidden": est if r["method"] == ESTIMATOR
+                                           else [32, 32]}}} for r in _rows(vals)]
+        text = "\n".join(estimator_section(rows))
+        assert expect in text and "| kan_exp | 10x | 3/3 | beats |" in text, text

@@ -42,6 +42,12 @@ def _recipe(rows: Sequence[dict[str, Any]], method: str) -> str:
     return "n/a"
 
 
+def _hidden(rows: Sequence[dict[str, Any]], method: str) -> Any:
+    """The hidden sizes in ``method``'s first stored config (``None`` if not stored)."""
+    return next((r["config"].get("model", {}).get("hidden") for r in rows
+                 if r["method"] == method and r.get("config")), None)
+
+
 def headline_section(rows: Sequence[dict[str, Any]], budget_text: str) -> list[str]:
     table = headline(rows)
     if table.empty:
@@ -81,12 +87,16 @@ def estimator_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     if table.empty or col not in table.columns:
         return []
     beats = int((table[col] > 1).sum())
+    sizes = {m: _hidden(rows, m) for m in (ESTIMATOR, SKLEARN)}
+    same = "the same hidden sizes" if sizes[ESTIMATOR] == sizes[SKLEARN] else (
+        f"hidden sizes {sizes[SKLEARN]} (the estimator's default network is "
+        f"{sizes[ESTIMATOR]}: not the same size)")
     out = [
         "## The estimator against scikit-learn", "",
         f"`{ESTIMATOR}`: `SeparatedMLPRegressor(max_time=budget, random_state=seed)` with "
         "every other parameter at its default, fitted on the raw data (it standardises "
         f"itself), scored in the bench's standardised units. `{SKLEARN}`: "
-        "`MLPRegressor(solver=\"lbfgs\", activation=\"tanh\")` of the same hidden sizes on "
+        f"`MLPRegressor(solver=\"lbfgs\", activation=\"tanh\")` of {same} on "
         "the standardised data, stopped by time in warm-started chunks "
         "(`sepneuron.bench.fitters`). Ratio = scikit-learn's median / the estimator's: above "
         "1 the estimator is more accurate. *Seeds*: seeds on which the estimator's RMSE is "
