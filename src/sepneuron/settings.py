@@ -23,9 +23,9 @@ __all__ = ["DEFAULT_HIDDEN_SIZES", "DEFAULT_LR", "DTYPES", "MODEL_PARAMS", "OPTI
 
 DEFAULT_HIDDEN_SIZES = (12, 12)
 """The default recipe's network (the estimator's ``hidden_layer_sizes``): on the paper suite
-(1000 points) a [12, 12] tanh net under the recipe beat the [32, 32] one on 7 of 8 tasks
-of a seed-0 check -- LM steps cost O(n P^2), so ~200 parameters take ~15x the steps of
-~1150 in the same time, and fewer parameters than points generalise (docs/varpro.md)."""
+(1000 points, 8 s) a [12, 12] tanh net under the recipe beat the [32, 32] one on 12 of 13
+tasks (docs/results/paper/report.md and the README) -- LM steps cost O(n P^2), so ~200
+parameters take ~15-20x the steps of ~1150 in the same time."""
 
 OPTIMIZERS = _NAMES  # the names in sepneuron.optimizers.REGISTRY (a live view)
 SCHEDULES = ("constant", "cosine")
