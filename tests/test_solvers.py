@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from one_neuron import START, one_tanh_neuron
 from sepneuron import RULES, SeparatedMLP, TrainConfig, fit
 from sepneuron.baselines import PlainMLP
 from sepneuron.functional import KINDS
@@ -112,27 +113,20 @@ def test_network_lm_matches_scipy_least_squares_lm():
     X = torch.rand(40, 1, generator=g, dtype=F64) * 4 - 2
     y = 1.5 * torch.tanh(1.2 * X - 0.3) + 0.2 + 0.01 * torch.randn(40, 1, generator=g, dtype=F64)
 
-    def make():
-        m = PlainMLP(1, [1], 1, "tanh", dtype=F64)
-        with torch.no_grad():
-            for p, v in zip(m.parameters(), (1.0, 0.0, 1.0, 0.0), strict=True):
-                p.fill_(v)
-        return m
-
-    model = make()
+    model = one_tanh_neuron()
     opt = NetworkLM(list(model.parameters()))
     for _ in range(100):
         opt.step(model, X, y)
     ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
-    ref_model = make()
+    ref_model = one_tanh_neuron()
 
     def residuals(v):
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(torch.tensor(v, dtype=F64), ref_model.parameters())
             return (ref_model(X) - y).reshape(-1).numpy()
 
-    ref = scipy_opt.least_squares(residuals, np.array([1.0, 0.0, 1.0, 0.0]), method="lm",
+    ref = scipy_opt.least_squares(residuals, np.array(START), method="lm",
                                   xtol=1e-15, ftol=1e-15, gtol=1e-15)
     assert np.sum(residuals(ours) ** 2) == pytest.approx(np.sum(ref.fun ** 2), rel=1e-10)
     np.testing.assert_allclose(ours, ref.x, rtol=1e-6, atol=1e-8)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from one_neuron import START, one_tanh_neuron
 from sepneuron.baselines import PlainMLP
 from sepneuron.solvers import NetworkLM, network_jacobian, normal_equations, solve_output_layer
 from sepneuron.solvers.jacobian import _block_edges, add_gram_, symmetrize_upper_
@@ -91,29 +92,22 @@ def test_weight_decay_matches_scipy_on_the_augmented_residuals():
     w = 0.5 / 40  # per residual: mu = w * 40 residuals = 0.5
     mu = w * 40
 
-    def make():
-        m = PlainMLP(1, [1], 1, "tanh", dtype=F64)
-        with torch.no_grad():
-            for p, v in zip(m.parameters(), (1.0, 0.0, 1.0, 0.0), strict=True):
-                p.fill_(v)
-        return m
-
-    model = make()
+    model = one_tanh_neuron()
     opt = NetworkLM(list(model.parameters()), weight_decay=w)
     for _ in range(200):
         opt.step(model, X, y)
     ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
-    ref_model = make()
+    ref_model = one_tanh_neuron()
 
     def residuals(v):  # [r; sqrt(mu) theta]: 0.5 ||.||^2 is the regularised objective
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(torch.tensor(v, dtype=F64), ref_model.parameters())
             return np.concatenate([(ref_model(X) - y).reshape(-1).numpy(), mu ** 0.5 * v])
 
-    ref = scipy_opt.least_squares(residuals, np.array([1.0, 0.0, 1.0, 0.0]), method="lm",
+    ref = scipy_opt.least_squares(residuals, np.array(START), method="lm",
                                   xtol=1e-15, ftol=1e-15, gtol=1e-15)
     np.testing.assert_allclose(ours, ref.x, rtol=1e-6, atol=1e-8)
-    plain = make()
+    plain = one_tanh_neuron()
     plain_opt = NetworkLM(list(plain.parameters()))
     for _ in range(200):
         plain_opt.step(plain, X, y)
