@@ -43,7 +43,7 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "tanh_lbfgs": ("tanh", {"optimizer": "lbfgs", "lr": 1.0, "rule": None}),
     "tanh_lbfgs_lstsq": ("tanh", {"optimizer": "lbfgs", "lr": 1.0, "rule": None,
                                   "output_layer": "lstsq"}),
-    "tanh_lm": ("tanh", {"optimizer": "lm", "rule": None}),
+    "tanh_lm": ("tanh", {"optimizer": "lm", "rule": None, "weight_decay": 0.0}),  # bench's
     "tanh_lm_lstsq": ("tanh", {**_LM, "rule": None}),
     "tanh_lm_lstsq_data": ("tanh", {**_LM, "rule": None, "init": "data"}),
     "softplus_lm_lstsq": ("softplus", {**_LM, "rule": None}),
@@ -72,6 +72,8 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the Tikhonov term of LM (TrainConfig.weight_decay, per residual; default 1e-9)
     "default_wd0": ("tanh", {"weight_decay": 0.0}),
     "default_wd1e-8": ("tanh", {"weight_decay": 1e-8}),
+    # LM on every parameter, the output layer included (no variable projection)
+    "default_no_projection": ("tanh", {"output_layer": "optimizer"}),
 }
 
 
@@ -91,11 +93,12 @@ def build(model: str, dim: int, seed: int, hidden=(32, 32)) -> torch.nn.Module:
     return PlainMLP(dim, list(hidden), 1, model, dtype=f64, generator=gen)
 
 
-def run_one(recipe: str, task: str, seed: int, seconds: float) -> tuple[float, int]:
+def run_one(recipe: str, task: str, seed: int, seconds: float,
+            hidden: tuple[int, ...] = (32, 32)) -> tuple[float, int]:
     spec = {"task": task, "seed": seed, "grid_n": 8, "data": {"n_train": 1000, "n_test": 2000}}
     (X, y, Xt, yt, _, _), _, _ = _data(spec)
     model_name, fields = RECIPES[recipe]
-    model = build(model_name, X.shape[1], seed)
+    model = build(model_name, X.shape[1], seed, hidden)
     fields = dict(fields)
     then = fields.pop("then", None)
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="task names, or a group: " + ", ".join(TASK_GROUPS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--time", type=float, default=8.0, help="seconds of training per run")
+    ap.add_argument("--hidden", nargs="+", type=int, default=[32, 32],
+                    help="hidden widths of the plain nets (separated ones: same parameter count)")
     ap.add_argument("--list", action="store_true", help="print the recipes and exit")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
                     help="what --time counts: wall time, or this thread's CPU time "
@@ -141,12 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     for task in args.tasks:
         for seed in args.seeds:
             for recipe in args.recipes:
-                rmse, steps = run_one(recipe, task, seed, args.time)
+                rmse, steps = run_one(recipe, task, seed, args.time, tuple(args.hidden))
                 results.setdefault((recipe, task), []).append((rmse, steps))
                 print(f"# {task} seed {seed} {recipe}: test RMSE {rmse:.3e}, {steps} steps",
                       file=sys.stderr, flush=True)
     print(f"median test RMSE over seeds {args.seeds} at {args.time:g} s "
-          f"(median steps in brackets); ratio: first recipe / this one "
+          f"on hidden {args.hidden} (median steps in brackets); ratio: first recipe / this one "
           f"({time.perf_counter() - t0:.0f} s in all)\n")
     print("| recipe | " + " | ".join(f"`{t}`" for t in args.tasks) + " |")
     print("|---|" + "---|" * len(args.tasks))

@@ -27,14 +27,25 @@ parameters ``theta`` (the LM vector). Each :meth:`NetworkLM.step`:
    ``lambda <- lambda nu``, ``nu <- 2 nu`` and solves again (at most ``max_attempts`` times;
    then the parameters stay as they were).
 
+When projected, every trial of a step minimises one objective, the ridged sum of squares
+``0.5 ||r||^2 + 0.5 alpha ||B||^2`` with the ``alpha`` of the step's first solve: it is what
+the output-layer solve minimises, so ``g`` is its exact gradient (the output layer's
+partial derivative vanishes at its minimiser) and the accept test compares like with like.
+(Comparing ``0.5 ||r||^2`` alone, as before, refused every step once the ridge term was of
+the size of the residual: the damping ran to ``1e16`` and training stopped near ``1e-5``.)
+If a projected step still fails ``max_attempts`` times (rounding limits how exact the
+solve is once the features are nearly dependent), the optimizer goes on with plain LM on
+``theta`` and the output layer together (``J = [J_theta, J_L]``, no solve, the damping back
+at its initial value); that switch is kept in the state.
+
 With ``weight_decay = w > 0`` the objective is ``0.5 ||r||^2 + 0.5 mu ||theta||^2`` with
 ``mu = w m``, ``m = n k`` the number of residuals, i.e. ``m/2 (MSE + w ||theta||^2)``: the
 same trade-off whatever the number of samples (``S + mu I``, ``g + mu theta``, and the
-penalty in every loss compared).
+penalty in every loss compared; never on the output layer).
 
 Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step (``J^T J`` by its
 upper column blocks, :func:`~sepneuron.solvers.jacobian.add_gram_`). The state
-(``damping``, ``nu``) is in ``state_dict``, so checkpoints resume exactly.
+(``damping``, ``nu``, ``joint``) is in ``state_dict``, so checkpoints resume exactly.
 """
 
 from __future__ import annotations
@@ -112,6 +123,7 @@ class NetworkLM(Optimizer):
     def step(self, model: nn.Module, X: Tensor, Y: Tensor) -> Tensor:  # type: ignore[override]
         group, st = self.param_groups[0], self._state()
         projected, chunk = group["projected"], group["chunk_size"]
+        joint = projected and bool(st.get("joint", False))
         count = Y.numel()
         lin_params: list[Tensor] = []
         alpha = 0.0
@@ -122,48 +134,46 @@ class NetworkLM(Optimizer):
             if any(id(p) in theta_ids for p in lin_params):
                 raise ValueError("with projected=True the output layer must not be in the "
                                  "LM vector")
-            alpha = solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
+            if not joint:
+                alpha = solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
         n_theta = sum(p.numel() for p in self._params)
-        if n_theta == 0:  # nothing but the output layer to fit: the solve was the step
+        if n_theta == 0 and not joint:  # nothing but the output layer: the solve was the step
             return X.new_tensor(2 * half_sse(model, X, Y) / count)
         jtj, jtr, loss0 = normal_equations(model, X, Y, [*self._params, *lin_params],
                                            chunk_size=chunk)
         before = X.new_tensor(2 * loss0 / count)
         if not (math.isfinite(loss0) and torch.isfinite(jtr).all()):
             return X.new_tensor(float("nan"))
-        s, g = jtj[:n_theta, :n_theta], jtr[:n_theta]
-        if projected:
-            cross = jtj[:n_theta, n_theta:]                           # J_theta^T J_L
-            c_mat = jtj[n_theta:, n_theta:]
-            c_mat = c_mat + alpha * torch.eye(c_mat.shape[0], dtype=c_mat.dtype,
-                                              device=c_mat.device)
-            chol, info = torch.linalg.cholesky_ex(c_mat)
-            if int(info) == 0:
-                s = s - cross @ torch.cholesky_solve(cross.T, chol)
-            else:
-                s = s - cross @ torch.linalg.lstsq(c_mat, cross.T).solution
-            s = 0.5 * (s + s.T)
-        x0 = flatten(self._params)
+        vec = [*self._params, *lin_params] if joint else self._params
+        s, g = (jtj, jtr) if joint else (jtj[:n_theta, :n_theta], jtr[:n_theta])
+        if projected and not joint:
+            s = _reduced_matrix(jtj, n_theta, alpha)
+            loss0 += 0.5 * alpha * _squared_norm(lin_params)
+        x0 = flatten(vec)
         mu = float(group.get("weight_decay", 0.0)) * count  # per residual: mu = w m
-        if mu > 0:  # Tikhonov: the objective is 0.5 ||r||^2 + 0.5 mu ||theta||^2
-            s = s + mu * torch.eye(n_theta, dtype=s.dtype, device=s.device)
-            g = g + mu * x0.to(g.dtype)
-            loss0 += 0.5 * mu * float(x0 @ x0)
+        pen = torch.zeros_like(g)
+        pen[:n_theta] = mu                          # Tikhonov on theta, never on the output layer
+        if mu > 0:  # the objective is 0.5 ||r||^2 + 0.5 mu ||theta||^2
+            s = s + torch.diag(pen)
+            g = g + pen * x0.to(g.dtype)
+            loss0 += 0.5 * float((pen * x0) @ x0)
         if not bool(g.abs().max() > 0):
             return before
         lin0 = [p.detach().clone() for p in lin_params]
         diag = s.diagonal().clamp_min(1e-12 * float(s.diagonal().max().clamp_min(1e-300)))
         lam, nu = st["damping"], st["nu"]
         for _ in range(group["max_attempts"]):
-            delta = _damped_solve(s, g, lam * diag)                   # (n_theta,)
+            delta = _damped_solve(s, g, lam * diag)                   # (len(vec),)
             if torch.isfinite(delta).all():
-                assign_(self._params, x0 + (group["lr"] * delta).to(x0.dtype))
-                if projected:
-                    solve_output_layer(model, X, Y, ridge=group["ridge"], chunk_size=65536)
-                loss = half_sse(model, X, Y)
+                assign_(vec, x0 + (group["lr"] * delta).to(x0.dtype))
+                loss = 0.0
+                if projected and not joint:
+                    solve_output_layer(model, X, Y, alpha=alpha, chunk_size=65536)
+                    loss = 0.5 * alpha * _squared_norm(lin_params)
+                loss += half_sse(model, X, Y)
                 if mu > 0:
-                    x1 = flatten(self._params)
-                    loss += 0.5 * mu * float(x1 @ x1)
+                    x1 = flatten(vec)
+                    loss += 0.5 * float((pen * x1) @ x1)
                 predicted = 0.5 * float(delta @ (lam * diag * delta - g))
                 if loss < loss0:  # False for NaN
                     rho = (loss0 - loss) / predicted if predicted > 0 else 1.0
@@ -173,6 +183,30 @@ class NetworkLM(Optimizer):
                 for p, v in zip(lin_params, lin0, strict=True):
                     p.copy_(v)
             lam, nu = min(lam * nu, 1e16), nu * 2
-        assign_(self._params, x0)
-        st["damping"], st["nu"] = lam, nu
+        assign_(vec, x0)
+        if projected and not joint:
+            # The reduced problem stalled: its step rests on the output layer being the exact
+            # minimiser, which rounding limits once the features are nearly dependent. Go on
+            # with LM on theta and the output layer together (from this exact solve).
+            st["joint"], st["damping"], st["nu"] = True, float(group["damping"]), 2.0
+        else:
+            st["damping"], st["nu"] = lam, nu
         return before
+
+
+def _squared_norm(params: list[Tensor]) -> float:
+    return float(sum((p.detach().to(torch.float64) ** 2).sum() for p in params))
+
+
+def _reduced_matrix(jtj: Tensor, n_theta: int, alpha: float) -> Tensor:
+    """Kaufman's Gauss-Newton matrix of the reduced problem: the Schur complement of the
+    output-layer block ``J_L^T J_L + alpha I`` in ``jtj`` (the theta block comes first)."""
+    s, cross = jtj[:n_theta, :n_theta], jtj[:n_theta, n_theta:]
+    c_mat = jtj[n_theta:, n_theta:] + alpha * torch.eye(jtj.shape[0] - n_theta, dtype=jtj.dtype,
+                                                         device=jtj.device)
+    chol, info = torch.linalg.cholesky_ex(c_mat)
+    if int(info) == 0:
+        s = s - cross @ torch.cholesky_solve(cross.T, chol)
+    else:
+        s = s - cross @ torch.linalg.lstsq(c_mat, cross.T).solution
+    return 0.5 * (s + s.T)

@@ -47,10 +47,13 @@ def output_layer_of(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
 
 @torch.no_grad()
 def solve_output_layer(model: nn.Module, X: Tensor, Y: Tensor, *, ridge: float = 1e-12,
-                       chunk_size: int = 65536) -> float:
+                       chunk_size: int = 65536, alpha: float | None = None) -> float:
     r"""Set the output layer of ``model`` to :math:`\hat B` (module doc); returns ``alpha``.
 
     ``X`` ``(n, in)``, ``Y`` ``(n, k)``. Without a bias the ones column is left out.
+    ``alpha`` (absolute, ``>= 0``) replaces the relative ``ridge`` when given: the solver
+    of :class:`~sepneuron.solvers.NetworkLM` keeps one ``alpha`` through a step, so that
+    every trial minimises the same objective.
     Solved by a chunked QR factorisation of ``[H~ | Y]`` (the ``R`` of each chunk stacked
     on the ``R`` so far), with ``sqrt(alpha) I`` rows appended for the ridge, then a
     triangular solve: no normal equations, so the accuracy is that of least squares on
@@ -73,7 +76,8 @@ def solve_output_layer(model: nn.Module, X: Tensor, Y: Tensor, *, ridge: float =
     if not torch.isfinite(r_mat).all():
         return 0.0  # non-finite features: leave the layer as it is (the loss will say so)
     r_h = r_mat[:, :width]
-    alpha = ridge * float((r_h * r_h).sum()) / width   # ridge * mean diagonal of H~^T H~
+    if alpha is None:
+        alpha = ridge * float((r_h * r_h).sum()) / width   # ridge * mean diagonal of H~^T H~
     extra = []
     if alpha > 0:
         extra.append(torch.cat([alpha ** 0.5 * torch.eye(width, dtype=f64, device=X.device),

@@ -1,0 +1,77 @@
+"""NetworkLM on the reduced (variable-projection) problem: one objective per step, and LM on
+theta and the output layer together once the reduced problem stalls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sepneuron.baselines import PlainMLP
+from sepneuron.solvers import NetworkLM, network_lm as network_lm_module, solve_output_layer
+from sepneuron.solvers.varpro import half_sse, output_layer_of
+
+F64 = torch.float64
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _problem(n: int = 200, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 2, generator=g, dtype=F64) * 2 - 1
+    y = X[:, :1] * X[:, 1:] + torch.sin(2 * X[:, :1])
+    model = PlainMLP(2, [8, 8], 1, "tanh", dtype=F64, generator=torch.Generator().manual_seed(1))
+    _, out = output_layer_of(model)
+    hidden = [p for p in model.parameters() if all(p is not q for q in out.parameters())]
+    return X, y, model, out, hidden
+
+
+def _ridged(model, out, X, y, alpha: float) -> float:
+    """``0.5 ||r||^2 + 0.5 alpha ||B||^2``: what a projected step with that alpha minimises."""
+    norm = sum(float((p.detach() ** 2).sum()) for p in out.parameters())
+    return half_sse(model, X, y) + 0.5 * alpha * norm
+
+
+def test_a_projected_step_never_raises_its_ridged_objective():
+    # The ridge is exaggerated (1e-6) so that it matters: each step must lower the objective
+    # it solves, 0.5 ||r||^2 + 0.5 alpha ||B||^2 with the alpha of the step's first solve.
+    X, y, model, out, hidden = _problem()
+    opt = NetworkLM(hidden, projected=True, ridge=1e-6)
+    for _ in range(40):
+        alpha = solve_output_layer(model, X, y, ridge=1e-6)   # what the step solves first
+        before = _ridged(model, out, X, y, alpha)
+        opt.step(model, X, y)
+        if opt.state[hidden[0]].get("joint"):
+            break
+        assert _ridged(model, out, X, y, alpha) <= before * (1 + 1e-12)
+
+
+def test_the_reduced_problem_does_not_stall_where_joint_lm_goes_on():
+    # Before this fix, the trials compared 0.5 ||r||^2 without the ridge term while the
+    # output layer minimised it with it: steps were refused until the damping hit 1e16.
+    X, y, model, out, hidden = _problem()
+    opt = NetworkLM(hidden, projected=True, ridge=1e-6)
+    losses = [float(opt.step(model, X, y)) for _ in range(150)]
+    assert opt.state[hidden[0]]["damping"] < 1e6
+    assert losses[-1] < 1e-3 * losses[0]
+
+
+def test_a_stalled_reduced_problem_goes_on_with_lm_on_theta_and_the_output_layer(monkeypatch):
+    X, y, model, out, hidden = _problem()
+    opt = NetworkLM(hidden, projected=True, damping=1e-2)
+    for _ in range(3):
+        opt.step(model, X, y)
+    solve_output_layer(model, X, y)      # what the next step's first solve gives (same theta)
+    solved = [p.detach().clone() for p in out.parameters()]
+    with monkeypatch.context() as m:   # every damped solve fails: the step gives up
+        m.setattr(network_lm_module, "_damped_solve",
+                  lambda s, g, d: torch.full_like(g, torch.nan))
+        opt.step(model, X, y)
+    state = opt.state[hidden[0]]
+    assert state["joint"] is True and state["damping"] == 1e-2 and state["nu"] == 2.0
+    assert all(torch.equal(a, b) for a, b in zip(solved, out.parameters(), strict=True))
+    before = half_sse(model, X, y)
+    opt.step(model, X, y)                  # no solve now: the output layer is in the LM vector
+    assert half_sse(model, X, y) < before
+    assert not all(torch.equal(a, b) for a, b in zip(solved, out.parameters(), strict=True))
+    fresh = NetworkLM(hidden, projected=True)
+    fresh.load_state_dict(opt.state_dict())
+    assert fresh.state[hidden[0]]["joint"] is True   # checkpoints resume in the same mode
