@@ -75,3 +75,33 @@ def test_a_stalled_reduced_problem_goes_on_with_lm_on_theta_and_the_output_layer
     fresh = NetworkLM(hidden, projected=True)
     fresh.load_state_dict(opt.state_dict())
     assert fresh.state[hidden[0]]["joint"] is True   # checkpoints resume in the same mode
+
+
+@pytest.mark.parametrize("kind", ["relu", "softplus"])
+def test_a_step_moves_no_activation_parameter_by_more_than_its_bound(kind):
+    # q, log c, d in the LM vector (rule "grad"): without the bound, the first accepted step
+    # took log c from 0 to 60 and J^T J overflowed three steps later.
+    from sepneuron import SeparatedMLP
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(80, 3, generator=g, dtype=F64) * 2 - 1
+    y = torch.sin(2 * X[:, :1]) + X[:, 1:2] ** 2 - 0.5 * X[:, 2:]
+    model = SeparatedMLP(3, [8], 1, kind, dtype=F64, generator=torch.Generator().manual_seed(1))
+    _, out = output_layer_of(model)
+    theta = [p for p in model.parameters() if all(p is not q for q in out.parameters())]
+    acts = [p for m in model.activations() for p in m.parameters()]
+    opt = NetworkLM(theta, projected=True, max_activation_step=0.5)
+    losses = []
+    for _ in range(20):
+        before = [p.detach().clone() for p in acts]
+        losses.append(float(opt.step(model, X, y)))
+        moved = max(float((p.detach() - b).abs().max()) for p, b in zip(acts, before))
+        assert moved <= 0.5 + 1e-12
+    assert all(map(torch.isfinite, (p.detach().sum() for p in model.parameters())))
+    assert losses[-1] < losses[0]
+
+
+def test_max_activation_step_must_be_positive():
+    _, _, _, _, hidden = _problem()
+    with pytest.raises(ValueError, match="max_activation_step"):
+        NetworkLM(hidden, max_activation_step=0.0)

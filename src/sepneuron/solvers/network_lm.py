@@ -25,7 +25,11 @@ parameters ``theta`` (the LM vector). Each :meth:`NetworkLM.step`:
    ``rho = (L(theta) - L(trial)) / (0.5 delta^T (lambda D delta - g))``, an accepted step sets
    ``lambda <- lambda max(1/3, 1 - (2 rho - 1)^3)``, ``nu <- 2``; a rejected one
    ``lambda <- lambda nu``, ``nu <- 2 nu`` and solves again (at most ``max_attempts`` times;
-   then the parameters stay as they were).
+   then the parameters stay as they were). A trial that moves a separated activation's
+   ``q``, ``log c`` or ``d`` (when they are in ``theta``) by more than
+   ``max_activation_step`` counts as rejected too: the Gauss-Newton model of these
+   coordinates holds only near the current point (``c = exp(log c)``), and a small damping
+   once took ``log c`` from 0 to 60 in one accepted step, after which ``J^T J`` overflowed.
 
 When projected, every trial of a step minimises one objective, the ridged sum of squares
 ``0.5 ||r||^2 + 0.5 alpha ||B||^2`` with the ``alpha`` of the step's first solve: it is what
@@ -89,6 +93,8 @@ class NetworkLM(Optimizer):
         weight_decay: ``w >= 0``: minimise ``MSE + w ||theta||^2`` instead of the MSE
             (Tikhonov on the LM vector: ``0.5 ||r||^2 + 0.5 w m ||theta||^2``, ``m`` the
             number of residuals; ``0``: none).
+        max_activation_step: the most one step may move any ``q``, ``log c`` or ``d`` of
+            a :class:`~sepneuron.layers.SeparatedActivation` in ``theta`` (``> 0``).
 
     ``step(model, X, Y)`` returns the MSE ``||r||^2 / (n k)`` *before* the step (after the
     output-layer solve when projected) as a 0-d tensor; NaN if it was not finite.
@@ -96,8 +102,9 @@ class NetworkLM(Optimizer):
 
     def __init__(self, params, *, lr: float = 1.0, damping: float = 1e-3, max_attempts: int = 10,
                  projected: bool = False, ridge: float = 1e-12, chunk_size: int = 4096,
-                 weight_decay: float = 0.0) -> None:
-        for name, v in (("lr", lr), ("damping", damping)):
+                 weight_decay: float = 0.0, max_activation_step: float = 1.0) -> None:
+        for name, v in (("lr", lr), ("damping", damping),
+                        ("max_activation_step", max_activation_step)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
         for name, v in (("ridge", ridge), ("weight_decay", weight_decay)):
@@ -107,7 +114,8 @@ class NetworkLM(Optimizer):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         defaults = dict(lr=lr, damping=damping, max_attempts=max_attempts, projected=projected,
-                        ridge=ridge, chunk_size=chunk_size, weight_decay=weight_decay)
+                        ridge=ridge, chunk_size=chunk_size, weight_decay=weight_decay,
+                        max_activation_step=max_activation_step)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("NetworkLM takes one parameter group")
@@ -142,7 +150,7 @@ class NetworkLM(Optimizer):
         jtj, jtr, loss0 = normal_equations(model, X, Y, [*self._params, *lin_params],
                                            chunk_size=chunk)
         before = X.new_tensor(2 * loss0 / count)
-        if not (math.isfinite(loss0) and torch.isfinite(jtr).all()):
+        if not (math.isfinite(loss0) and torch.isfinite(jtr).all() and torch.isfinite(jtj).all()):
             return X.new_tensor(float("nan"))
         vec = [*self._params, *lin_params] if joint else self._params
         s, g = (jtj, jtr) if joint else (jtj[:n_theta, :n_theta], jtr[:n_theta])
@@ -155,16 +163,19 @@ class NetworkLM(Optimizer):
         pen[:n_theta] = mu                          # Tikhonov on theta, never on the output layer
         if mu > 0:  # the objective is 0.5 ||r||^2 + 0.5 mu ||theta||^2
             s = s + torch.diag(pen)
-            g = g + pen * x0.to(g.dtype)
-            loss0 += 0.5 * float((pen * x0) @ x0)
+            x0g = x0.to(g.dtype)
+            g = g + pen * x0g
+            loss0 += 0.5 * float((pen * x0g) @ x0g)
         if not bool(g.abs().max() > 0):
             return before
         lin0 = [p.detach().clone() for p in lin_params]
+        bounded = _activation_mask(model, vec, g.device)
         diag = s.diagonal().clamp_min(1e-12 * float(s.diagonal().max().clamp_min(1e-300)))
         lam, nu = st["damping"], st["nu"]
         for _ in range(group["max_attempts"]):
             delta = _damped_solve(s, g, lam * diag)                   # (len(vec),)
-            if torch.isfinite(delta).all():
+            if torch.isfinite(delta).all() and _within(group["lr"] * delta, bounded,
+                                                       group["max_activation_step"]):
                 assign_(vec, x0 + (group["lr"] * delta).to(x0.dtype))
                 loss = 0.0
                 if projected and not joint:
@@ -172,7 +183,7 @@ class NetworkLM(Optimizer):
                     loss = 0.5 * alpha * _squared_norm(lin_params)
                 loss += half_sse(model, X, Y)
                 if mu > 0:
-                    x1 = flatten(vec)
+                    x1 = flatten(vec).to(g.dtype)
                     loss += 0.5 * float((pen * x1) @ x1)
                 predicted = 0.5 * float(delta @ (lam * diag * delta - g))
                 if loss < loss0:  # False for NaN
@@ -192,6 +203,24 @@ class NetworkLM(Optimizer):
         else:
             st["damping"], st["nu"] = lam, nu
         return before
+
+
+def _activation_mask(model: nn.Module, vec: list[Tensor], device: torch.device) -> Tensor | None:
+    """Boolean ``(sum of numels,)`` over ``vec``: True on the entries of separated
+    activations' ``q``, ``log c``, ``d``; ``None`` when there are none."""
+    from ..layers import SeparatedActivation
+
+    owned = {id(p) for m in model.modules() if isinstance(m, SeparatedActivation)
+             for p in m.parameters()}
+    if not any(id(p) in owned for p in vec):
+        return None
+    return torch.cat([torch.full((p.numel(),), id(p) in owned, dtype=torch.bool, device=device)
+                      for p in vec])
+
+
+def _within(step: Tensor, mask: Tensor | None, bound: float) -> bool:
+    """Whether ``step`` moves no masked entry by more than ``bound``."""
+    return mask is None or not bool(step[mask].abs().max() > bound)
 
 
 def _squared_norm(params: list[Tensor]) -> float:
