@@ -43,7 +43,8 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "tanh_lbfgs": ("tanh", {"optimizer": "lbfgs", "lr": 1.0, "rule": None}),
     "tanh_lbfgs_lstsq": ("tanh", {"optimizer": "lbfgs", "lr": 1.0, "rule": None,
                                   "output_layer": "lstsq"}),
-    "tanh_lm": ("tanh", {"optimizer": "lm", "rule": None, "weight_decay": 0.0}),  # bench's
+    "tanh_lm": ("tanh", {"optimizer": "lm", "rule": None, "weight_decay": 0.0,  # bench's
+                         "relative_weight_decay": 0.0}),
     "tanh_lm_lstsq": ("tanh", {**_LM, "rule": None}),
     "tanh_lm_lstsq_data": ("tanh", {**_LM, "rule": None, "init": "data"}),
     "softplus_lm_lstsq": ("softplus", {**_LM, "rule": None}),
@@ -69,9 +70,12 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
 DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("tanh", {}),
     "default_init_default": ("tanh", {"init": "default"}),
-    # the Tikhonov term of LM (TrainConfig.weight_decay, per residual; default 1e-9)
-    "default_wd0": ("tanh", {"weight_decay": 0.0}),
-    "default_wd1e-8": ("tanh", {"weight_decay": 1e-8}),
+    # the Tikhonov term of LM: w = weight_decay + relative_weight_decay * MSE (default 0, 1e-4)
+    "default_wd0": ("tanh", {"weight_decay": 0.0, "relative_weight_decay": 0.0}),
+    "default_wd1e-9": ("tanh", {"weight_decay": 1e-9, "relative_weight_decay": 0.0}),  # before
+    "default_wd1e-8": ("tanh", {"weight_decay": 1e-8, "relative_weight_decay": 0.0}),
+    "default_rel1e-3": ("tanh", {"relative_weight_decay": 1e-3}),
+    "default_rel1e-5": ("tanh", {"relative_weight_decay": 1e-5}),
     # LM on every parameter, the output layer included (no variable projection)
     "default_no_projection": ("tanh", {"output_layer": "optimizer"}),
 }

@@ -95,7 +95,7 @@ def test_a_step_moves_no_activation_parameter_by_more_than_its_bound(kind):
     for _ in range(20):
         before = [p.detach().clone() for p in acts]
         losses.append(float(opt.step(model, X, y)))
-        moved = max(float((p.detach() - b).abs().max()) for p, b in zip(acts, before))
+        moved = max(float((p.detach() - b).abs().max()) for p, b in zip(acts, before, strict=True))
         assert moved <= 0.5 + 1e-12
     assert all(map(torch.isfinite, (p.detach().sum() for p in model.parameters())))
     assert losses[-1] < losses[0]

@@ -71,6 +71,8 @@ def test_lm_gets_its_own_step_size():
     (dict(max_retries=1.5), "max_retries"),
     (dict(optimizer="adam", weight_decay=1e-6), "weight_decay"),  # LM's Tikhonov term only
     (dict(optimizer="lm", weight_decay=-1e-9), "weight_decay"),
+    (dict(optimizer="adam", relative_weight_decay=1e-3), "relative_weight_decay"),
+    (dict(optimizer="lm", relative_weight_decay=-1e-3), "relative_weight_decay"),
 ])
 def test_ineffective_or_mistyped_settings_are_refused_by_name(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -88,7 +90,8 @@ def test_lm_weight_decay_takes_effect_and_shrinks_the_hidden_weights():
     for wd in (0.0, 1e-3):
         model = PlainMLP(2, [6], 1, "tanh", dtype=torch.float64,
                          generator=torch.Generator().manual_seed(0))
-        fit(model, X, y, TrainConfig(optimizer="lm", rule=None, steps=30, weight_decay=wd))
+        fit(model, X, y, TrainConfig(optimizer="lm", rule=None, steps=30, weight_decay=wd,
+                                     relative_weight_decay=0.0))
         norms.append(float(torch.cat([p.detach().reshape(-1) for p in model.net[0].parameters()])
                            .norm()))
     assert norms[1] < 0.9 * norms[0], norms

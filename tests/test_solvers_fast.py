@@ -116,8 +116,36 @@ def test_weight_decay_matches_scipy_on_the_augmented_residuals():
                                               for p in plain.parameters()]).numpy())
 
 
+@pytest.mark.parametrize("name", ["weight_decay", "relative_weight_decay"])
 @pytest.mark.parametrize("value", [-1e-3, float("nan"), float("inf")])
-def test_bad_weight_decay_is_refused(value):
+def test_bad_weight_decay_is_refused(name, value):
     _, _, _, hidden = _problem(n=10, width=3)
-    with pytest.raises(ValueError, match="weight_decay"):
-        NetworkLM(hidden, weight_decay=value)
+    with pytest.raises(ValueError, match=name):
+        NetworkLM(hidden, **{name: value})
+
+
+@pytest.mark.parametrize("projected", [False, True])
+def test_relative_weight_decay_is_a_weight_decay_of_rho_times_the_step_start_mse(projected):
+    # Each step with relative_weight_decay=rho is the step with weight_decay = w0 + rho MSE,
+    # the MSE at the step's start (after the output-layer solve when projected).
+    import copy
+
+    model, X, y, hidden = _problem(n=60, width=5)
+    twin = copy.deepcopy(model)
+    twin_hidden = [dict(twin.named_parameters())[n] for n, p in model.named_parameters()
+                   if any(p is h for h in hidden)]
+    if not projected:
+        hidden, twin_hidden = list(model.parameters()), list(twin.parameters())
+    rho, w0 = 0.3, 1e-4
+    opt = NetworkLM(hidden, projected=projected, weight_decay=w0, relative_weight_decay=rho)
+    for _ in range(5):
+        if projected:
+            solve_output_layer(twin, X, y, ridge=1e-12)
+        mse = 2 * half_sse(twin, X, y) / y.numel()
+        fixed = NetworkLM(twin_hidden, projected=projected, weight_decay=w0 + rho * mse)
+        fixed.state[twin_hidden[0]].update(copy.deepcopy(dict(opt.state[hidden[0]])))
+        before = float(opt.step(model, X, y))
+        fixed.step(twin, X, y)
+        assert before == pytest.approx(mse, rel=1e-12)
+        for p, q in zip(model.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(p.detach(), q.detach(), rtol=0, atol=1e-12)

@@ -141,7 +141,8 @@ class LMStep(StepAdapter):
 
         return NetworkLM(params, lr=lr, damping=cfg.damping,
                          projected=cfg.output_layer == "lstsq", ridge=cfg.ridge,
-                         weight_decay=cfg.weight_decay)
+                         weight_decay=cfg.weight_decay,
+                         relative_weight_decay=cfg.relative_weight_decay)
 
     def step(self, context: StepContext, X: Tensor, Y: Tensor) -> Tensor:
         # LM takes no backward pass of ours: make one for the tuner, before the LM step (one

@@ -91,6 +91,9 @@ PARAMS: dict[str, Param] = {
                    "lstsq)", low=0.0, finite=True),
     "weight_decay": Param("real", "Levenberg-Marquardt minimises MSE + weight_decay "
                           "||theta||^2 over its vector (optimizer lm)", low=0.0, finite=True),
+    "relative_weight_decay": Param("real", "adds relative_weight_decay * MSE (at each step's "
+                                   "start) to LM's weight_decay (optimizer lm)", low=0.0,
+                                   finite=True),
     "batch_size": Param("int", "mini-batch size (None: the whole training set)", low=1,
                         none=True),
     "rule": Param("choice", "tuner rule for q, c, d; grad: trained by the optimizer; None: "
@@ -167,6 +170,9 @@ def _check_solver_fields(cfg: Any) -> None:
     if cfg.optimizer != "lm" and cfg.weight_decay != defaults["weight_decay"]:
         raise ValueError(f"weight_decay={cfg.weight_decay!r} applies to optimizer='lm' only, "
                          f"not {cfg.optimizer!r}")
+    if cfg.optimizer != "lm" and cfg.relative_weight_decay != defaults["relative_weight_decay"]:
+        raise ValueError(f"relative_weight_decay={cfg.relative_weight_decay!r} applies to "
+                         f"optimizer='lm' only, not {cfg.optimizer!r}")
     if cfg.output_layer != "lstsq" and cfg.ridge != defaults["ridge"]:
         raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' only")
     if cfg.patience is None and cfg.min_improvement != defaults["min_improvement"]:

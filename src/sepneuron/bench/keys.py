@@ -49,13 +49,14 @@ V1_FIELDS: dict[str, frozenset[str]] = {
 """The entries hashed whatever their value (key version 1)."""
 
 TRAIN_AS_BEFORE: dict[str, Any] = {"output_layer": "optimizer", "init": "default",
-                                   "weight_decay": 0.0}
+                                   "weight_decay": 0.0, "relative_weight_decay": 0.0}
 """``train`` entries added after key version 1 whose *default* later moved (issue 12 made
 the exact output layer and ``init="data"`` the default): the value that reproduces runs
 from before the entry existed counts as its default for the key, so those runs keep their
 keys and a run with the new default gets a new one."""
 
-TRAIN_ONLY_WITH: dict[str, tuple[str, Any]] = {"weight_decay": ("optimizer", "lm")}
+TRAIN_ONLY_WITH: dict[str, tuple[str, Any]] = {"weight_decay": ("optimizer", "lm"),
+                                               "relative_weight_decay": ("optimizer", "lm")}
 """``train`` entries that shape a run only with another entry at one value (TrainConfig
 refuses them elsewhere unless at their default): left out of the key otherwise, so that
 a new default of such an entry does not move the keys of runs it never touched."""

@@ -90,7 +90,8 @@ METHOD_CONFIG: dict[str, dict[str, Any]] = {
     "sgd": {"optimizer": "sgd", "lr": 3e-2, "momentum": 0.9},
     "separated": {"optimizer": "adam"},  # + rule; gamma, max_step: LEGACY_CONFIG
     "lbfgs": {"optimizer": "lbfgs", "lr": 1.0},
-    "lm": {"optimizer": "lm", "lr": 1.0, "weight_decay": 0.0},  # the LM peer as before
+    # the LM peer as before: no Tikhonov term
+    "lm": {"optimizer": "lm", "lr": 1.0, "weight_decay": 0.0, "relative_weight_decay": 0.0},
     "kan": {"grid": 5, "k": 3, "opt": "LBFGS", "lr": 1.0, "hidden": [10]},
     "vplm": {"optimizer": "lm", "lr": None, "output_layer": "lstsq", "init": "data"},
     "sklearn": {"solver": "lbfgs"},

@@ -50,8 +50,10 @@ class TrainConfig:
     init: str = "data"               # "data" (kinks inside the data, sepneuron.init) | "default"
     damping: float = 1e-3            # LM: initial damping lambda (Marquardt scaling, Nielsen)
     ridge: float = 1e-12             # "lstsq": relative ridge of the output-layer solve
-    weight_decay: float = 1e-9       # LM: minimise MSE + weight_decay ||theta||^2 (Tikhonov
-    #                                  on the LM vector; 0: none)
+    weight_decay: float = 0.0        # LM: minimise MSE + w ||theta||^2 (Tikhonov on the LM
+    #                                  vector), w = weight_decay + relative_weight_decay * MSE
+    relative_weight_decay: float = 1e-4  # LM: ... with the MSE at each step's start (fades
+    #                                  with the residual; docs/varpro.md)
     batch_size: int | None = None    # None: full batch; else mini-batches drawn with the seed
     rule: str | None = "newton"      # tuner rule for separated layers; None: q, c, d stay fixed
     gamma: float = 0.3               # tuner step fraction

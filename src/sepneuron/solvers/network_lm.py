@@ -45,7 +45,13 @@ at its initial value); that switch is kept in the state.
 With ``weight_decay = w > 0`` the objective is ``0.5 ||r||^2 + 0.5 mu ||theta||^2`` with
 ``mu = w m``, ``m = n k`` the number of residuals, i.e. ``m/2 (MSE + w ||theta||^2)``: the
 same trade-off whatever the number of samples (``S + mu I``, ``g + mu theta``, and the
-penalty in every loss compared; never on the output layer).
+penalty in every loss compared; never on the output layer). With
+``relative_weight_decay = rho > 0`` the weight follows the fit: each step uses
+``w = weight_decay + rho MSE(theta_k)``, the MSE at the step's start (fixed within the
+step, so its trials compare one objective). The term then conditions the early steps as a
+fixed ``w`` does but fades as the residual does, so it sets no floor on the error a fixed
+``w`` reaches (``w = 1e-9`` stopped tanh nets near RMSE 1e-5 on 2-D targets the plain
+net fits to 1e-7; docs/varpro.md).
 
 Memory ``O(chunk_size * P + P^2)``; time ``O(n P^2 + P^3)`` per step (``J^T J`` by its
 upper column blocks, :func:`~sepneuron.solvers.jacobian.add_gram_`). The state
@@ -93,6 +99,8 @@ class NetworkLM(Optimizer):
         weight_decay: ``w >= 0``: minimise ``MSE + w ||theta||^2`` instead of the MSE
             (Tikhonov on the LM vector: ``0.5 ||r||^2 + 0.5 w m ||theta||^2``, ``m`` the
             number of residuals; ``0``: none).
+        relative_weight_decay: ``rho >= 0``: add ``rho * MSE`` (the MSE at each step's
+            start) to ``w`` (``0``: a fixed ``w``).
         max_activation_step: the most one step may move any ``q``, ``log c`` or ``d`` of
             a :class:`~sepneuron.layers.SeparatedActivation` in ``theta`` (``> 0``).
 
@@ -102,12 +110,14 @@ class NetworkLM(Optimizer):
 
     def __init__(self, params, *, lr: float = 1.0, damping: float = 1e-3, max_attempts: int = 10,
                  projected: bool = False, ridge: float = 1e-12, chunk_size: int = 4096,
-                 weight_decay: float = 0.0, max_activation_step: float = 1.0) -> None:
+                 weight_decay: float = 0.0, relative_weight_decay: float = 0.0,
+                 max_activation_step: float = 1.0) -> None:
         for name, v in (("lr", lr), ("damping", damping),
                         ("max_activation_step", max_activation_step)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
-        for name, v in (("ridge", ridge), ("weight_decay", weight_decay)):
+        for name, v in (("ridge", ridge), ("weight_decay", weight_decay),
+                        ("relative_weight_decay", relative_weight_decay)):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         for name, v in (("max_attempts", max_attempts), ("chunk_size", chunk_size)):
@@ -115,6 +125,7 @@ class NetworkLM(Optimizer):
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         defaults = dict(lr=lr, damping=damping, max_attempts=max_attempts, projected=projected,
                         ridge=ridge, chunk_size=chunk_size, weight_decay=weight_decay,
+                        relative_weight_decay=relative_weight_decay,
                         max_activation_step=max_activation_step)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
@@ -158,7 +169,9 @@ class NetworkLM(Optimizer):
             s = _reduced_matrix(jtj, n_theta, alpha)
             loss0 += 0.5 * alpha * _squared_norm(lin_params)
         x0 = flatten(vec)
-        mu = float(group.get("weight_decay", 0.0)) * count  # per residual: mu = w m
+        w = (float(group.get("weight_decay", 0.0))
+             + float(group.get("relative_weight_decay", 0.0)) * float(before))
+        mu = w * count                              # per residual: mu = w m
         pen = torch.zeros_like(g)
         pen[:n_theta] = mu                          # Tikhonov on theta, never on the output layer
         if mu > 0:  # the objective is 0.5 ||r||^2 + 0.5 mu ||theta||^2
