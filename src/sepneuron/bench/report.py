@@ -200,8 +200,8 @@ def build_report(folder: str | Path, *, figures: bool = True) -> Path:
     lines = [
         "# sepneuron benchmark report",
         "",
-        f"Rebuilt from `{folder.name}/results.sqlite` by `sepneuron report {folder}`; "
-        f"flat results in `results.csv`.",
+        f"Built from `{folder.name}/results.sqlite` (`sepneuron report {folder}` rebuilds "
+        f"it and trains nothing); flat results in `results.csv`.",
         "",
     ]
     lines += _setup_section(rows, selection, last)
