@@ -22,13 +22,15 @@ class TrainConfig:
     ``tune_curvature``, ``tune_every``) to a tuner rule only, so setting them to other than
     their defaults otherwise is an error; ``checkpoint_every`` needs ``checkpoint_path``.
     ``lr=None`` is replaced at construction by the optimizer's own default
-    (:data:`~sepneuron.optimizers.DEFAULT_LR`). ``damping`` applies to ``optimizer="lm"``
-    only, ``ridge`` to ``output_layer="lstsq"`` only, ``min_improvement`` to a set
-    ``patience`` only. ``optimizer`` is any name in :data:`sepneuron.optimizers.REGISTRY`.
+    (:data:`~sepneuron.optimizers.DEFAULT_LR`). ``damping``, ``weight_decay`` and
+    ``relative_weight_decay`` apply to ``optimizer="lm"`` only, ``ridge`` to
+    ``output_layer="lstsq"`` only, ``min_improvement`` to a set ``patience`` only.
+    ``optimizer`` is any name in :data:`sepneuron.optimizers.REGISTRY`.
 
     The defaults are the best recipe measured on the benchmark's tasks (docs/varpro.md):
-    Levenberg-Marquardt on the hidden weights, the output layer solved exactly at every
-    step, q, c, d by the ``newton`` rule, kinks initialised inside the data, float64.
+    Levenberg-Marquardt on the hidden weights with a Tikhonov weight ``1e-4 * MSE`` that
+    fades with the residual, the output layer solved exactly at every step, q, c, d by
+    the ``newton`` rule, kinks initialised inside the data, float64.
     The recipe before issue 12 is ``optimizer="adam", output_layer="optimizer",
     init="default"``.
 
