@@ -75,7 +75,6 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default_wd1e-9": ("tanh", {"weight_decay": 1e-9, "relative_weight_decay": 0.0}),  # before
     "default_wd1e-8": ("tanh", {"weight_decay": 1e-8, "relative_weight_decay": 0.0}),
     "default_rel1e-3": ("tanh", {"relative_weight_decay": 1e-3}),
-    "default_rel1e-5": ("tanh", {"relative_weight_decay": 1e-5}),
     # LM on every parameter, the output layer included (no variable projection)
     "default_no_projection": ("tanh", {"output_layer": "optimizer"}),
 }

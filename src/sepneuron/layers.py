@@ -14,7 +14,7 @@ from .functional import check_kind
 
 __all__ = [
     "SeparatedActivation", "SeparatedMLP", "LinearStack",
-    "check_sizes", "empty_linear", "init_linear_",
+    "activation_parameter_ids", "check_sizes", "empty_linear", "init_linear_",
 ]
 
 _Init = float | Tensor
@@ -104,6 +104,13 @@ class SeparatedActivation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_neurons}, kind={self.kind!r}"
+
+
+def activation_parameter_ids(module: nn.Module) -> set[int]:
+    """``id`` of every ``q``, ``log_c``, ``d`` of the :class:`SeparatedActivation` layers in
+    ``module`` (any module, not only a :class:`SeparatedMLP`)."""
+    return {id(p) for m in module.modules() if isinstance(m, SeparatedActivation)
+            for p in m.parameters()}
 
 
 def empty_linear(fan_in: int, fan_out: int, *, device=None, dtype=None) -> nn.Linear:

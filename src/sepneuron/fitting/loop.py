@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import resume
 from ..conditioning import make_conditioners
 from ..init import init_from_data_
-from ..layers import SeparatedActivation
+from ..layers import SeparatedActivation, activation_parameter_ids
 from ..optimizers import REGISTRY, get_optimizer
 from ..solvers.training import OutputLayerSolve, check_solver_combination, trained_parameters
 from ..tuning import SeparatedTuner
@@ -87,8 +87,7 @@ def _weight_parameters(model: nn.Module, tuner_owns: bool) -> list[nn.Parameter]
     """Parameters for the weight optimizer: all but q, log c, d when a tuner owns them."""
     if not tuner_owns:
         return [p for p in model.parameters() if p.requires_grad]
-    owned = {id(p) for m in model.modules() if isinstance(m, SeparatedActivation)
-             for p in m.parameters()}
+    owned = activation_parameter_ids(model)
     return [p for p in model.parameters() if p.requires_grad and id(p) not in owned]
 
 

@@ -66,6 +66,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ..layers import activation_parameter_ids
 from .jacobian import normal_equations
 from .levenberg_marquardt import assign_, flatten
 from .varpro import half_sse, output_layer_of, solve_output_layer
@@ -160,7 +161,8 @@ class NetworkLM(Optimizer):
             return X.new_tensor(2 * half_sse(model, X, Y) / count)
         jtj, jtr, loss0 = normal_equations(model, X, Y, [*self._params, *lin_params],
                                            chunk_size=chunk)
-        before = X.new_tensor(2 * loss0 / count)
+        mse0 = 2 * loss0 / count
+        before = X.new_tensor(mse0)
         if not (math.isfinite(loss0) and torch.isfinite(jtr).all() and torch.isfinite(jtj).all()):
             return X.new_tensor(float("nan"))
         vec = [*self._params, *lin_params] if joint else self._params
@@ -170,7 +172,7 @@ class NetworkLM(Optimizer):
             loss0 += 0.5 * alpha * _squared_norm(lin_params)
         x0 = flatten(vec)
         w = (float(group.get("weight_decay", 0.0))
-             + float(group.get("relative_weight_decay", 0.0)) * float(before))
+             + float(group.get("relative_weight_decay", 0.0)) * mse0)
         mu = w * count                              # per residual: mu = w m
         pen = torch.zeros_like(g)
         pen[:n_theta] = mu                          # Tikhonov on theta, never on the output layer
@@ -221,10 +223,7 @@ class NetworkLM(Optimizer):
 def _activation_mask(model: nn.Module, vec: list[Tensor], device: torch.device) -> Tensor | None:
     """Boolean ``(sum of numels,)`` over ``vec``: True on the entries of separated
     activations' ``q``, ``log c``, ``d``; ``None`` when there are none."""
-    from ..layers import SeparatedActivation
-
-    owned = {id(p) for m in model.modules() if isinstance(m, SeparatedActivation)
-             for p in m.parameters()}
+    owned = activation_parameter_ids(model)
     if not any(id(p) in owned for p in vec):
         return None
     return torch.cat([torch.full((p.numel(),), id(p) in owned, dtype=torch.bool, device=device)
