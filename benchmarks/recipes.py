@@ -77,6 +77,9 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default_rel1e-3": ("tanh", {"relative_weight_decay": 1e-3}),
     # LM on every parameter, the output layer included (no variable projection)
     "default_no_projection": ("tanh", {"output_layer": "optimizer"}),
+    # the relative ridge of the exact output layer's solve (default 1e-12)
+    "default_ridge1e-14": ("tanh", {"ridge": 1e-14}),
+    "default_ridge1e-16": ("tanh", {"ridge": 1e-16}),
 }
 
 

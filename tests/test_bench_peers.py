@@ -29,6 +29,7 @@ from sepneuron.bench.methods import (
 from sepneuron.bench.report import build_report
 from sepneuron.bench.report_compare import compare_sections
 from sepneuron.bench.suites import SUITES, Budget, estimated_wall_s
+from sepneuron.settings import DEFAULT_HIDDEN_SIZES
 from sepneuron.tasks import TASKS
 from sepneuron.train import TrainConfig
 
@@ -135,9 +136,13 @@ def test_suites_fit_their_time():
     quick, paper, precision = SUITES["quick"], SUITES["paper"], SUITES["precision"]
     assert len(quick.tasks) * len(quick.methods) * len(quick.seeds) == 108
     assert estimated_wall_s(quick) <= 10 * 60
-    # the paper's comparison, the headline and the best peers are all in quick
+    # the paper's comparison, the headline and the best peers are all in quick, and
+    # scikit-learn's MLP of the estimator's own size (its target is "the same size")
     assert {"sep_softplus_gauss_newton", "softplus_adam", HEADLINE, "estimator_default",
-            "sklearn_lbfgs_tanh", "tanh_lbfgs"} <= set(quick.methods)
+            "sklearn_lbfgs_tanh_small", "tanh_lbfgs"} <= set(quick.methods)
+    small = make_spec("kan_exp", "sklearn_lbfgs_tanh_small", 0, Budget(seconds=8.0))
+    assert small["model"]["hidden"] == list(DEFAULT_HIDDEN_SIZES)
+    assert {"sklearn_lbfgs_tanh", "sklearn_lbfgs_tanh_small"} <= set(paper.methods)
     assert paper.tasks == tuple(TASKS) and len(paper.seeds) >= 3
     assert estimated_wall_s(paper) <= 90 * 60
     # the paper's question: every separated and plain recipe net at the same parameter count
@@ -339,12 +344,21 @@ def test_recipe_methods_name_their_recipe_and_old_methods_keep_theirs():
 
 def test_estimator_section_says_when_the_sizes_differ():
     """The estimator runs its own default network; the report must not call scikit-learn's
-    [32, 32] MLP "the same size" when that default is [12, 12]."""
+    [32, 32] MLP "the same size" when that default is [12, 12]; with both scikit-learn
+    sizes present it has one column group per size, the same-size peer first."""
     from sepneuron.bench.report_compare import ESTIMATOR, SKLEARN, estimator_section
 
-    vals = {"kan_exp": {ESTIMATOR: 1e-4, SKLEARN: 1e-3}}
-    for est, expect in (([32, 32], "the same hidden sizes"), ([12, 12], "not the same size")):
+    small, large = SKLEARN
+    vals = {"kan_exp": {ESTIMATOR: 1e-4, large: 1e-3}}
+    for est, expect in (([32, 32], "the same as the estimator's"), ([12, 12], "not the same size")):
         rows = [{**r, "config": {"model": {"hidden": est if r["method"] == ESTIMATOR
                                            else [32, 32]}}} for r in _rows(vals)]
         text = "\n".join(estimator_section(rows))
         assert expect in text and "| kan_exp | 10x | 3/3 | beats |" in text, text
+    vals = {"kan_exp": {ESTIMATOR: 1e-4, large: 1e-3, small: 5e-5}}
+    sizes = {ESTIMATOR: [12, 12], small: [12, 12], large: [32, 32]}
+    rows = [{**r, "config": {"model": {"hidden": sizes[r["method"]]}}} for r in _rows(vals)]
+    text = "\n".join(estimator_section(rows))
+    assert "| kan_exp | 0.5x | 0/3 | **does not beat** | 10x | 3/3 | beats |" in text, text
+    assert text.index(f"`{small}`, hidden sizes [12, 12]: the same") < text.index(f"`{large}`")
+    assert f"beats `{small}` on 0 of 1 tasks" in text and f"beats `{large}` on 1 of 1" in text

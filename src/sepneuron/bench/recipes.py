@@ -61,7 +61,8 @@ STAGE_PATIENCE = 20
 relative fall of the loss (the setting of ``benchmarks/precision.py``)."""
 
 PEERS = ("tanh_lbfgs", "tanh_adam_lbfgs", "tanh_lm", "kan", "sklearn_lbfgs_tanh",
-         "relu_adam", "softplus_adam", "tanh_adam", "silu_adam", "leaky_relu_adam")
+         "sklearn_lbfgs_tanh_small", "relu_adam", "softplus_adam", "tanh_adam", "silu_adam",
+         "leaky_relu_adam")
 """Today's peers: what a user would run instead (the headline's "best peer" is the best
 of those present, per task)."""
 
@@ -99,6 +100,10 @@ def issue12_methods() -> list[Method]:
         Method("sklearn_lbfgs_tanh", "peer", "sklearn", "tanh", "sklearn",
                description="scikit-learn MLPRegressor(solver='lbfgs', activation='tanh'), "
                "same hidden sizes, stopped by time (skipped without scikit-learn)"),
+        Method("sklearn_lbfgs_tanh_small", "peer", "sklearn", "tanh", "sklearn",
+               hidden=list(DEFAULT_HIDDEN_SIZES),
+               description="sklearn_lbfgs_tanh on the estimator's default hidden sizes "
+               f"{list(DEFAULT_HIDDEN_SIZES)} (the same network as estimator_default)"),
     ]
     for act in ("tanh", "softplus"):
         out.append(Method(f"{act}_vplm", "recipe", "plain", act, "vplm",
