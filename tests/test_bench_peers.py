@@ -361,4 +361,5 @@ def test_estimator_section_says_when_the_sizes_differ():
     text = "\n".join(estimator_section(rows))
     assert "| kan_exp | 0.5x | 0/3 | **does not beat** | 10x | 3/3 | beats |" in text, text
     assert text.index(f"`{small}`, hidden sizes [12, 12]: the same") < text.index(f"`{large}`")
-    assert f"beats `{small}` on 0 of 1 tasks" in text and f"beats `{large}` on 1 of 1" in text
+    assert f"beats `{small}` on 0 of 1 tasks** (target: every quick-suite task, against the " \
+        "same size)." in text and f"beats `{large}` on 1 of 1 tasks**." in text, text
