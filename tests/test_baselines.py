@@ -361,3 +361,19 @@ def test_fit_kan_time_budget_and_errors():
         kan_adapter.fit_kan(x, y, xt, yt, width=[3, 2, 1], steps=1)
     with pytest.raises(ValueError, match="opt"):
         kan_adapter.fit_kan(x, y, xt, yt, width=[2, 2, 1], steps=1, opt="SGD")
+
+
+def test_lstsq_fallback_is_the_minimum_norm_solution():
+    """The fallback of the damped solves (a failed Cholesky): rank-deficient systems get
+    the minimum-norm least-squares solution (pinv), also the diagonal one of the test above."""
+    from sepneuron.solvers.levenberg_marquardt import lstsq_solve
+
+    g = _gen(7)
+    j = torch.randn(4, 6, dtype=F64, generator=g)
+    a = j.T @ j                                    # (6, 6) of rank 4
+    b = torch.randn(6, 2, dtype=F64, generator=g)
+    torch.testing.assert_close(lstsq_solve(a, b), torch.linalg.pinv(a) @ b, rtol=1e-8, atol=1e-8)
+    sing = torch.zeros(3, 3, dtype=F64)
+    sing[0, 0] = 1.0
+    x = lstsq_solve(sing, torch.tensor([[-1.0], [0.0], [0.0]], dtype=F64))
+    assert x.flatten().tolist() == [-1.0, 0.0, 0.0]

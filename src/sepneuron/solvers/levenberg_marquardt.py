@@ -39,6 +39,7 @@ __all__ = [
     "residual_closure",
     "jacobian",
     "damped_solve",
+    "lstsq_solve",
     "flatten",
     "assign_",
 ]
@@ -88,12 +89,24 @@ def jacobian(residuals: Tensor, params: list[Tensor], *, chunk_size: int = 1024)
     return jac
 
 
+def lstsq_solve(a: Tensor, b: Tensor) -> Tensor:
+    """The least-squares solution ``x`` of ``a x = b`` (``(P, P)``, ``(P, k)`` -> ``(P, k)``),
+    the fallback where a Cholesky factorisation failed.
+
+    On the CPU by the SVD driver ``gelsd`` (the minimum-norm solution when ``a`` is rank
+    deficient): the default ``gelsy`` once returned 0 for ``diag(1, 0, 0) x = (-1, 0, 0)``
+    in one full test run here (it passed alone). Elsewhere torch's default driver.
+    """
+    driver = "gelsd" if a.device.type == "cpu" else None
+    return torch.linalg.lstsq(a, b, driver=driver).solution
+
+
 def damped_solve(jtj: Tensor, jtr: Tensor, damping: float, mode: str) -> Tensor:
     r"""``Δx`` solving ``(J^T J + λ D) Δx = -J^T r``; shapes ``(P, P)``, ``(P,)`` -> ``(P,)``.
 
     ``D = diag(J^T J)`` (floored at ``1e-12`` times its largest entry, so a dead
     parameter still gets damped) for ``mode="marquardt"``, ``D = I`` for ``"levenberg"``.
-    Cholesky first; least squares (``torch.linalg.lstsq``) if the factorisation fails.
+    Cholesky first; least squares (:func:`lstsq_solve`) if the factorisation fails.
     """
     if mode == "marquardt":
         diag = jtj.diagonal()
@@ -104,10 +117,7 @@ def damped_solve(jtj: Tensor, jtr: Tensor, damping: float, mode: str) -> Tensor:
     a = jtj + torch.diag_embed(damping * scale)
     rhs = -jtr.unsqueeze(-1)  # (P, 1)
     chol, info = torch.linalg.cholesky_ex(a)
-    if int(info) == 0:
-        step = torch.cholesky_solve(rhs, chol)
-    else:
-        step = torch.linalg.lstsq(a, rhs).solution
+    step = torch.cholesky_solve(rhs, chol) if int(info) == 0 else lstsq_solve(a, rhs)
     return step.squeeze(-1)
 
 

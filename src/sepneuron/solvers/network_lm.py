@@ -68,7 +68,7 @@ from torch.optim import Optimizer
 
 from ..layers import activation_parameter_ids
 from .jacobian import normal_equations
-from .levenberg_marquardt import assign_, flatten
+from .levenberg_marquardt import assign_, flatten, lstsq_solve
 from .varpro import half_sse, output_layer_of, solve_output_layer
 
 __all__ = ["NetworkLM"]
@@ -83,7 +83,7 @@ def _damped_solve(s: Tensor, g: Tensor, damping: Tensor) -> Tensor:
         return torch.cholesky_solve(-g.unsqueeze(1), chol).squeeze(1)
     if not torch.isfinite(a).all():
         return torch.full_like(g, float("nan"))
-    return torch.linalg.lstsq(a, -g.unsqueeze(1)).solution.squeeze(1)
+    return lstsq_solve(a, -g.unsqueeze(1)).squeeze(1)
 
 
 class NetworkLM(Optimizer):
@@ -249,5 +249,5 @@ def _reduced_matrix(jtj: Tensor, n_theta: int, alpha: float) -> Tensor:
     if int(info) == 0:
         s = s - cross @ torch.cholesky_solve(cross.T, chol)
     else:
-        s = s - cross @ torch.linalg.lstsq(c_mat, cross.T).solution
+        s = s - cross @ lstsq_solve(c_mat, cross.T)
     return 0.5 * (s + s.T)
