@@ -12,10 +12,9 @@ The two are timed in alternating repeats (plain, separated, plain, ...) and the 
 compared, so that the ratio holds under a changing machine load. On the CPU the clock is
 the thread's CPU time (``time.thread_time``): other processes on a shared machine then
 slow a step only through the caches and memory bandwidth, not by taking the core.
-``--compile`` runs both models through ``torch.compile`` (compiled against compiled; the
-first step's time, compile included, is printed). The tuner's hooks record nothing inside
-a compiled graph, so the table says whether ``q, c, d`` moved in the first step: where they
-did not, the separated time leaves the tuner's statistics out.
+``--compile`` is refused: the tuner's hooks record nothing inside a compiled graph (a
+compiled separated step would leave the tuner's statistics out, and ``SeparatedTuner.step``
+raises). The table says whether ``q, c, d`` moved in the first step.
 
 ``--breakdown`` adds where the separated step's time goes: forward + backward without
 the tuner, the same with the tuner's hooks (statistics included), Adam, and the rest
@@ -165,9 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--compile", action="store_true",
+                   help="refused: the tuner does not work inside torch.compile")
     p.add_argument("--breakdown", action="store_true", help="time the parts of the step")
     args = p.parse_args(argv)
+    if args.compile:
+        p.error("--compile: the tuner records no statistics inside torch.compile (its hooks do "
+                "nothing there and SeparatedTuner.step refuses), so a compiled separated step "
+                "would leave its work out; see docs/scaling.md")
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]

@@ -462,3 +462,26 @@ def test_downstream_sensitivity_matches_brute_force_jacobian():
     ref = downstream_sensitivity(model, [torch.ones(n, dtype=F64) for n in (5, 4, 6)])
     for s1, s2 in zip(ones, ref, strict=True):
         torch.testing.assert_close(s1, s2)
+
+
+def test_step_refuses_passes_made_inside_torch_compile():
+    """Inside torch.compile the tuner's hooks record nothing; step must say so, not leave
+    q, c, d silently unchanged. An uncompiled pass after zero_grad steps as usual."""
+    import torch.nn.functional as F
+
+    f64 = torch.float64
+    model = SeparatedMLP(2, [6], 1, "softplus", dtype=f64,
+                         generator=torch.Generator().manual_seed(0))
+    tuner = SeparatedTuner(model, rule="gauss_newton")
+    x = torch.rand(40, 2, dtype=f64, generator=torch.Generator().manual_seed(1))
+    y = x[:, :1] * x[:, 1:]
+    compiled = torch.compile(model, backend="eager")   # dynamo only: no C++ compiler needed
+    F.mse_loss(compiled(x), y).backward()
+    with pytest.raises(RuntimeError, match="torch.compile"):
+        tuner.step()
+    tuner.zero_grad()
+    q0 = model.activations()[0].q.detach().clone()
+    F.mse_loss(model(x), y).backward()
+    tuner.step()
+    assert not torch.equal(q0, model.activations()[0].q.detach())
+    tuner.release()

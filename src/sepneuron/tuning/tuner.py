@@ -154,6 +154,9 @@ class SeparatedTuner(Optimizer):
         super().__init__([{"params": [m.q, m.log_c, m.d]} for m in acts], defaults)
         self._owner = {id(m.q): m for m in acts}        # a group's q -> its layer
         self._records: dict[SeparatedActivation, _Record] = {}
+        # one entry per pass seen inside torch.compile since zero_grad (a list: dynamo
+        # replays a list's mutation, not an attribute's assignment)
+        self._compiled_passes: list[int] = []
         ref = weakref.ref(self)
 
         def on_forward(module: nn.Module, args: tuple, out: Any) -> None:
@@ -191,6 +194,8 @@ class SeparatedTuner(Optimizer):
         if not (torch.is_grad_enabled() and isinstance(out, Tensor) and out.requires_grad):
             return
         if _under_transform():   # vmap / jacrev / compile: nothing may escape
+            if torch.compiler.is_compiling():
+                self._compiled_passes.append(1)   # step() refuses: it would get nothing
             return
         assert isinstance(module, SeparatedActivation)
         a = args[0].detach()
@@ -252,6 +257,7 @@ class SeparatedTuner(Optimizer):
         """Forget recorded passes and clear the autograd grads of q, log c, d."""
         super().zero_grad(set_to_none)
         self._records.clear()
+        self._compiled_passes.clear()
 
     def release(self) -> None:
         """Remove the tuner's hooks from every tuned layer (the tuner is done)."""
@@ -314,11 +320,21 @@ class SeparatedTuner(Optimizer):
         run once for all of them (every rule is per neuron, so this is the same step). No
         host synchronisation: layers without a recorded pass anywhere (``n = 0`` after an
         all-reduce) get a zero step by a mask, not by a branch.
+
+        ``RuntimeError`` if a pass since the last :meth:`zero_grad` ran inside
+        ``torch.compile``: the tuner's hooks record nothing there, so ``q, c, d`` would
+        silently stay where they are.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._compiled_passes:
+            self._compiled_passes.clear()
+            raise RuntimeError(
+                "SeparatedTuner.step: the model ran inside torch.compile, where the tuner's "
+                "hooks record no statistics, so q, c, d would not move; run the separated "
+                "model uncompiled when a tuner trains it (docs/scaling.md)")
         groups = self.param_groups
         layers = [self._layer(g) for g in groups]
         stats = self.layer_stats()
