@@ -95,10 +95,6 @@ def _train_step(model, opt, x, y, tuner=None) -> Callable[[], None]:
     return step
 
 
-def _maybe_compile(model, use: bool):
-    return torch.compile(model) if use else model
-
-
 def measure(kind: str, width: int, batch: int, device: torch.device, dtype, args) -> dict:
     """Seconds per step of the plain and the separated net (and parts, with breakdown)."""
     x, y = _data(batch, device, dtype)
@@ -109,33 +105,30 @@ def measure(kind: str, width: int, batch: int, device: torch.device, dtype, args
                        generator=torch.Generator().manual_seed(1)).to(device)
     sep_opt = torch.optim.Adam(sep.linear_parameters(), lr=1e-3)
     tuner = SeparatedTuner(sep, rule=args.rule, gamma=0.3, max_step=0.05, distributed=False)
-    plain_run, sep_run = _maybe_compile(plain, args.compile), _maybe_compile(sep, args.compile)
-    steps = {"plain": _train_step(plain_run, plain_opt, x, y),
-             "separated": _train_step(sep_run, sep_opt, x, y, tuner)}
+    steps = {"plain": _train_step(plain, plain_opt, x, y),
+             "separated": _train_step(sep, sep_opt, x, y, tuner)}
     before = [p.detach().clone() for p in sep.activation_parameters()]
-    t0 = time.perf_counter()
     for step in steps.values():
-        step()                      # first call: compiles when --compile
-    out = {"first_call": time.perf_counter() - t0}
-    # the tuner records nothing inside a compiled graph (its hooks skip while compiling):
-    # then the separated step is timed without its statistics and q, c, d stay where they are
-    out["tuned"] = any(not torch.equal(b, p) for b, p in zip(before, sep.activation_parameters(),
-                                                             strict=True))
+        step()
+    # a step whose tuner recorded no statistics leaves q, c, d where they are (and its
+    # time leaves the tuner's work out): the table says whether they moved
+    moved = any(not torch.equal(b, p) for b, p in zip(before, sep.activation_parameters(),
+                                                       strict=True))
+    out: dict = {"tuned": moved}
     if args.breakdown:
         bare = SeparatedMLP(2, [width, width], 1, kind, dtype=dtype,
                             generator=torch.Generator().manual_seed(1)).to(device)
-        bare_run = _maybe_compile(bare, args.compile)
 
         def fwd_bwd(model):
             def run():
                 model.zero_grad()
-                if model is sep_run:
+                if model is sep:
                     tuner.zero_grad()
                 F.mse_loss(model(x), y).backward()
             return run
 
-        steps |= {"plain fwd+bwd": fwd_bwd(plain_run), "sep fwd+bwd": fwd_bwd(bare_run),
-                  "sep fwd+bwd+hooks": fwd_bwd(sep_run), "adam": sep_opt.step}
+        steps |= {"plain fwd+bwd": fwd_bwd(plain), "sep fwd+bwd": fwd_bwd(bare),
+                  "sep fwd+bwd+hooks": fwd_bwd(sep), "adam": sep_opt.step}
     out |= alternating(steps, device, args.steps, args.warmup, args.repeats)
     if args.breakdown:
         out["tuner.step"] = out["separated"] - out["sep fwd+bwd+hooks"] - out["adam"]
@@ -178,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"# {name}, {args.dtype}, torch {torch.__version__}, 2 hidden layers, Adam, "
-          f"rule {args.rule}{', compiled' if args.compile else ''}; ms per step "
+          f"rule {args.rule}; ms per step "
           f"(median of {args.repeats} alternating repeats x {args.steps} steps)\n")
     rows = []
     print("| analog | width | batch | plain MLP | separated + tuner | ratio | q, c, d moved |")
@@ -192,11 +185,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{'yes' if r['tuned'] else '**no: the tuner got no statistics**'} |",
                   flush=True)
     if not all(r["tuned"] for *_, r in rows):
-        print("\nWhere q, c, d did not move, the tuner recorded no statistics (inside "
-              "torch.compile its hooks do nothing): that time leaves the tuner's work out.")
-    if args.compile:
-        print("\nfirst step (compile) seconds: " + ", ".join(
-            f"{k} {w}x{b}: {r['first_call']:.1f}" for k, w, b, r in rows))
+        print("\nWhere q, c, d did not move, the tuner recorded no statistics: that time "
+              "leaves the tuner's work out.")
     if args.breakdown:
         parts = ("plain fwd+bwd", "sep fwd+bwd", "sep fwd+bwd+hooks", "adam", "tuner.step")
         print("\nms per part of the separated step (hooks: the tuner's, statistics included):\n")

@@ -87,15 +87,15 @@ def estimator_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The estimator against each scikit-learn L-BFGS peer present (:data:`SKLEARN`, the
     one of the estimator's own hidden sizes first): one ratio and seeds column per peer."""
     present = {r["method"] for r in rows}
-    peers = [p for p in SKLEARN if p in present]
-    table = pairwise(rows, [(p, ESTIMATOR) for p in peers])
-    cols = [f"{ESTIMATOR} vs {p}" for p in peers if f"{ESTIMATOR} vs {p}" in table.columns]
+    table = pairwise(rows, [(p, ESTIMATOR) for p in SKLEARN if p in present])
+    cols = {p: f"{ESTIMATOR} vs {p}" for p in SKLEARN if f"{ESTIMATOR} vs {p}" in table.columns}
     if table.empty or not cols:
         return []
     est = _hidden(rows, ESTIMATOR)
+    hidden = {p: _hidden(rows, p) for p in cols}
 
     def size(peer: str) -> str:
-        h = _hidden(rows, peer)
+        h = hidden[peer]
         return (f"hidden sizes {h}: the same as the estimator's" if h == est else
                 f"hidden sizes {h} (the estimator's default network is {est}: not the same "
                 "size)")
@@ -107,29 +107,27 @@ def estimator_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         "itself), scored in the bench's standardised units. Against "
         "`MLPRegressor(solver=\"lbfgs\", activation=\"tanh\")` on the standardised data, "
         "stopped by time in warm-started chunks (`sepneuron.bench.fitters`): "
-        + "; ".join(f"`{c.split(' vs ')[1]}`, {size(c.split(' vs ')[1])}" for c in cols)
+        + "; ".join(f"`{p}`, {size(p)}" for p in cols)
         + ". Ratio = scikit-learn's median / the estimator's: above 1 the estimator is more "
         "accurate. *Seeds*: seeds on which the estimator's RMSE is lower.", "",
     ]
     head = ["task"]
-    for c in cols:
-        peer = c.split(" vs ")[1]
-        head += [f"ratio (`{peer}` / estimator)", "seeds", "verdict"]
+    for p in cols:
+        head += [f"ratio (`{p}` / estimator)", "seeds", "verdict"]
     body = []
     for t in table.index:
         cells = [t]
-        for c in cols:
+        for c in cols.values():
             v = table.loc[t, c]
             cells += [ratio(v), table.loc[t, c + ": seeds"],
                       "beats" if v > 1 else "**does not beat**"]
         body.append(cells)
     out += md_table(head, body)
     out.append("")
-    for c in cols:
-        peer = c.split(" vs ")[1]
+    for p, c in cols.items():
         target = (" (target: every quick-suite task, against the same size)."
-                  if _hidden(rows, peer) == est else ".")
-        out.append(f"**The estimator beats `{peer}` on {int((table[c] > 1).sum())} of "
+                  if hidden[p] == est else ".")
+        out.append(f"**The estimator beats `{p}` on {int((table[c] > 1).sum())} of "
                    f"{int(table[c].notna().sum())} tasks**{target}")
     return out + [""]
 
