@@ -30,6 +30,7 @@ from sepneuron.baselines import PlainMLP, count_parameters, hidden_for_budget
 from sepneuron.bench.fitters import fit_then
 from sepneuron.bench.runner import _data
 from sepneuron.layers import SeparatedMLP
+from sepneuron.stages import fit_stages
 from sepneuron.tasks import TASKS as ALL_TASKS
 from sepneuron.train import TrainConfig, fit
 
@@ -80,6 +81,11 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     # the relative ridge of the exact output layer's solve (default 1e-12)
     "default_ridge1e-14": ("tanh", {"ridge": 1e-14}),
     "default_ridge1e-16": ("tanh", {"ridge": 1e-16}),
+    # residual stages (sepneuron.stages.fit_stages): up to 3 after plateaus in one budget
+    # (the estimator's stages="auto"), or 2 that split the time evenly
+    "default_stages_plateau": ("tanh", {"stages": 3, "stage_schedule": "plateau",
+                                        "patience": 50}),
+    "default_stages_even2": ("tanh", {"stages": 2}),
 }
 
 
@@ -107,8 +113,17 @@ def run_one(recipe: str, task: str, seed: int, seconds: float,
     model = build(model_name, X.shape[1], seed, hidden)
     fields = dict(fields)
     then = fields.pop("then", None)
+    stages, schedule = fields.pop("stages", 1), fields.pop("stage_schedule", "even")
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
                          "diagnostics": False, "seed": seed, **fields})
+    if stages > 1:
+        def make_model(i: int) -> torch.nn.Module:
+            return model if i == 0 else build(model_name, X.shape[1], seed + 100 * i, hidden)
+
+        staged, hs = fit_stages(make_model, X, y, cfg, stages=stages, schedule=schedule)
+        with torch.no_grad():
+            rmse = float((staged(Xt) - yt).pow(2).mean().sqrt())
+        return rmse, sum(h.steps_done for h in hs)
     if then is not None:
         h = fit_then(model, X, y, cfg, then, X_test=Xt, y_test=yt)
     else:

@@ -81,13 +81,17 @@ def test_spec_reads_trainconfig_defaults_and_key_tracks_config():
 
     from sepneuron.train import TrainConfig
 
-    # the default recipe is TrainConfig() with only the budget (and evaluations) set
+    from sepneuron.settings import DEFAULT_PATIENCE, DEFAULT_STAGES
+
+    # the default recipe is TrainConfig() with only the budget (and evaluations) set, in
+    # residual stages after plateaus as the estimator's stages="auto"
     spec = make_spec("kan_exp", "sepneuron_default", 3, Budget(seconds=2.0))
-    cfg = asdict(TrainConfig())
+    cfg = asdict(TrainConfig(patience=DEFAULT_PATIENCE))
     assert {k: v for k, v in spec["train"].items()
             if k not in ("steps", "max_time", "seed", "eval_every")} == \
         {k: v for k, v in cfg.items() if k not in ("steps", "max_time", "seed", "eval_every")}
     assert spec["train"]["seed"] == 3 and spec["train"]["max_time"] == 2.0
+    assert spec["stages"] == DEFAULT_STAGES and spec["stage_schedule"] == "plateau"
     # the methods older than issue 12 pin the defaults they were benchmarked with
     spec = make_spec("kan_exp", "sep_softplus_newton", 0, Budget(seconds=2.0))
     assert spec["train"]["gamma"] == 0.3 and spec["train"]["max_step"] == 0.2

@@ -237,3 +237,22 @@ def test_checkpoint_and_resume_give_the_uninterrupted_model(tmp_path, recipe):
     assert resumed.loss_curve_ == straight.loss_curve_
     assert np.array_equal(resumed.predict(X), straight.predict(X))
     assert [e["event"] for e in resumed.history_.events] == ["resumed"]
+
+
+def test_auto_stages_add_a_network_only_after_a_plateau(tmp_path):
+    from sepneuron import StagedModel
+
+    X, y = _data(150)
+    # patience 3 with min_improvement 0.9 (a step must cut the best loss tenfold): every
+    # network plateaus at once, so "auto" goes on to the next stage, within max_steps
+    kw = dict(kind="tanh", hidden_layer_sizes=(8,), random_state=0)
+    auto = SeparatedMLPRegressor(max_steps=40, patience=3, min_improvement=0.9, **kw).fit(X, y)
+    assert isinstance(auto.model_, StagedModel) and len(auto.histories_) == 3
+    assert auto.n_iter_ == sum(h.steps_done for h in auto.histories_) <= 40
+    assert all(h.stop_reason == "plateau" for h in auto.histories_[:-1])
+    # no plateau, no patience, or a checkpoint: one network, the network itself
+    for extra in (dict(patience=1000), dict(patience=None),
+                  dict(patience=3, min_improvement=0.9, checkpoint_path=tmp_path / "c.pt")):
+        one = SeparatedMLPRegressor(max_steps=10, **kw, **extra).fit(X, y)
+        assert isinstance(one.model_, PlainMLP) and len(one.histories_) == 1, extra
+    assert (tmp_path / "c.pt").exists()

@@ -76,7 +76,54 @@ def test_staged_model_round_trips_its_state_dict():
         assert torch.equal(twin(X), model(X))
 
 
+def _plateau_config(**kw) -> TrainConfig:
+    # min_improvement 0.9: a step that does not cut the best loss tenfold counts as no
+    # progress, so a stage plateaus after `patience` steps whatever it reaches
+    base = dict(optimizer="lm", output_layer="lstsq", rule=None, steps=40, patience=3,
+                min_improvement=0.9, diagnostics=False)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_plateau_schedule_adds_stages_after_plateaus_within_one_budget():
+    X, y = _data()
+    cfg = _plateau_config()
+    model, histories = fit_stages(_make, X, y, cfg, stages=3, schedule="plateau")
+    assert len(histories) == 3
+    assert all(h.stop_reason == "plateau" for h in histories[:-1])
+    assert sum(h.steps_done for h in histories) <= cfg.steps  # the steps are shared
+    losses = _prefix_losses(model, X, y)
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+
+
+def test_plateau_schedule_ends_when_a_stage_stops_on_its_steps():
+    X, y = _data()
+    cfg = _plateau_config(steps=5, patience=1000)
+    model, histories = fit_stages(_make, X, y, cfg, stages=3, schedule="plateau")
+    assert len(histories) == 1 and histories[0].stop_reason == "steps"
+    assert len(model.stages) == 1 and histories[0].steps_done == 5
+
+
+def test_plateau_schedule_shares_max_time(monkeypatch):
+    import sepneuron.stages as stages_mod
+
+    given: list[float] = []
+    real_fit = stages_mod.fit
+
+    def recording_fit(net, X, y, cfg, **kw):
+        given.append(cfg.max_time)
+        return real_fit(net, X, y, cfg, **kw)
+
+    monkeypatch.setattr(stages_mod, "fit", recording_fit)
+    X, y = _data()
+    _, histories = fit_stages(_make, X, y, _plateau_config(max_time=60.0), stages=2,
+                              schedule="plateau")
+    assert given[0] == 60.0                      # the first stage may take it all
+    assert given[1] == pytest.approx(60.0 - histories[0].time[-1])
+
+
 @pytest.mark.parametrize("bad, words", [
+    (dict(schedule="greedy"), "schedule must be one of"),
+    (dict(schedule="plateau", config=TrainConfig(patience=None)), "patience"),
     (dict(stages=0), "stages"),
     (dict(stages=2, config=TrainConfig(checkpoint_path="x.pt")), "checkpoint_path"),
 ])

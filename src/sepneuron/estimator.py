@@ -28,7 +28,7 @@ from .layers import SeparatedMLP
 from .params import Param, is_int
 from .progress import TrainingProgress
 from .scaling import standardize, standardizer
-from .settings import DEFAULT_HIDDEN_SIZES
+from .settings import DEFAULT_HIDDEN_SIZES, DEFAULT_PATIENCE, DEFAULT_STAGES
 from .stages import fit_stages
 from .train import History, TrainConfig, fit
 
@@ -89,8 +89,14 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             ``"optimizer"`` (trained like the other weights).
         init: ``"data"`` (kinks inside the data, ``sepneuron.init``) or ``"default"``.
         stages: networks fitted one after another to the rescaled residual
-            (precision mode, ``sepneuron.stages``); ``1``: one network.
-        max_steps: optimizer steps (``>= 1``) per stage.
+            (``sepneuron.stages``). ``"auto"`` (the default): up to
+            :data:`~sepneuron.settings.DEFAULT_STAGES` (3), a new one only when the one
+            before stopped on a plateau (``patience``), all within ``max_steps`` and
+            ``max_time`` -- one network where it keeps improving; one network without
+            ``patience`` or with ``checkpoint_path`` / ``resume``. An int: that many, each
+            with ``max_steps`` and an even share of ``max_time`` (precision mode); ``1``:
+            one network.
+        max_steps: optimizer steps (``>= 1``): in all with ``stages="auto"``, else per stage.
         max_time: stop after this many seconds of training (``None``: no limit), all stages.
         patience: stop a stage after this many steps without a relative fall of the best
             training loss by ``min_improvement`` (``None``: never).
@@ -127,7 +133,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     ``stages > 1``), ``history_`` (:class:`~sepneuron.History` of the first stage),
     ``histories_`` (one per stage), ``loss_curve_`` (training MSE per step of the first
     stage, in standardised units), ``n_iter_`` (steps done, all stages), ``n_features_in_``,
-    ``n_outputs_``, ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``.
+    ``n_outputs_``, ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``. With
+    ``stages="auto"``, ``model_`` is the network itself when no second stage was added.
 
     The parameters are declared once (:data:`PARAMETER_CONSTRAINTS`, scikit-learn's
     ``_parameter_constraints``); ``fit`` checks them, ``__init__`` only stores them.
@@ -144,10 +151,10 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         learning_rate=None,
         output_layer="lstsq",
         init="data",
-        stages=1,
+        stages="auto",
         max_steps=1000,
         max_time=None,
-        patience=50,
+        patience=DEFAULT_PATIENCE,
         min_improvement=1e-4,
         batch_size=None,
         dtype="float64",
@@ -196,7 +203,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         if self.resume and self.batch_size is not None and not is_int(self.random_state):
             raise ValueError(f"resume=True with batch_size needs an int random_state (it seeds "
                              f"the mini-batches), got random_state={self.random_state!r}")
-        if self.stages > 1 and (self.checkpoint_path is not None or self.resume):
+        if self.stages != "auto" and self.stages > 1 and (
+                self.checkpoint_path is not None or self.resume):
             raise ValueError("stages > 1 cannot be combined with checkpoint_path / resume "
                              "(a checkpoint holds one network): use stages=1")
         try:
@@ -233,6 +241,14 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         )
         cfg.validate()  # combinations (lstsq with mini-batches, ...); the fields keep their names
         return cfg
+
+    def _stage_plan(self) -> tuple[int, str]:
+        """``(stages, schedule)`` of :func:`~sepneuron.stages.fit_stages` for ``stages``."""
+        if self.stages != "auto":
+            return int(self.stages), "even"
+        if self.patience is None or self.checkpoint_path is not None or self.resume:
+            return 1, "plateau"
+        return DEFAULT_STAGES, "plateau"
 
     def _seeds(self) -> tuple[int, int]:
         """Seeds of the weight generator and of the sampler, drawn from ``random_state``."""
@@ -278,15 +294,22 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
                                 generator=gen)
 
         Xt, yt = torch.tensor(Xs, dtype=dt), torch.tensor(ys, dtype=dt)
-        if self.stages > 1:
-            staged, histories = fit_stages(make_model, Xt, yt, cfg, stages=int(self.stages))
-            self._set_fitted(staged, histories)
-            return self
-        model = make_model(0)
         progress = None
         if self.verbose:  # a line per evaluation and at least every 2 s, then a summary
             progress = TrainingProgress(steps=cfg.steps, max_time=cfg.max_time, stream=sys.stdout,
                                         bar=False, every=2.0, on_eval=True)
+        stages, schedule = self._stage_plan()
+        if stages > 1:
+            staged, histories = fit_stages(make_model, Xt, yt, cfg, stages=stages,
+                                           schedule=schedule, progress=progress)
+            first = staged.stages[0].net     # stage 1's scale is 1: the network alone
+            auto_single = schedule == "plateau" and len(staged.stages) == 1
+            assert isinstance(first, torch.nn.Module)
+            self._set_fitted(first if auto_single else staged, histories)
+            if progress is not None:
+                progress.close(histories[0], summary=True)
+            return self
+        model = make_model(0)
         try:
             history = fit(model, Xt, yt, cfg, progress=progress)
         except CheckpointWriteError as e:

@@ -29,7 +29,8 @@ PARAMETER_CONSTRAINTS: dict[str, Param | str] = {
     "kind": replace(MODEL_PARAMS["kind"], help="the separated analog of each hidden neuron, "
                     "or a plain activation", choices=lambda: ESTIMATOR_KINDS),
     "learning_rate": replace(PARAMS["lr"], none=True),
-    "stages": Param("int", "networks fitted one after another to the residual", low=1),
+    "stages": Param("int", "networks fitted one after another to the residual", low=1,
+                    also=("auto",)),
     "max_steps": replace(PARAMS["steps"], low=1),
     **{name: PARAMS[name] for name in _SAME},
     # checked where they are used: by torch.device, check_random_state; any truth value

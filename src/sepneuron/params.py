@@ -50,7 +50,8 @@ class Param:
     ``"str"`` (any string), ``"path"`` (a non-empty ``str`` or ``os.PathLike``) or
     ``"sizes"`` (a positive int or a non-empty sequence of positive ints).
     Numbers lie in ``low .. high``; ``low_open`` / ``high_open`` exclude the bound;
-    ``finite`` refuses NaN and Inf. ``none``: ``None`` is allowed too.
+    ``finite`` refuses NaN and Inf. ``none``: ``None`` is allowed too; ``also``: these
+    strings too (e.g. ``("auto",)`` beside an int).
     """
 
     kind: str
@@ -62,6 +63,7 @@ class Param:
     finite: bool = False
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
     none: bool = False
+    also: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -95,6 +97,7 @@ class Param:
             core = "a file path"
         else:
             core = "a non-empty sequence of positive ints"
+        core = "".join(f"{a!r} or " for a in self.also) + core
         return f"None or {core}" if self.none else core
 
     def _describe_real(self) -> str:
@@ -115,6 +118,8 @@ class Param:
         """Whether ``v`` is a value of this parameter."""
         if v is None:
             return self.none
+        if isinstance(v, str) and v in self.also:
+            return True
         k = self.kind
         if k == "int":
             return is_int(v) and self._in_range(v)
@@ -160,8 +165,10 @@ class Param:
         other kinds keep the text.
         """
         try:
-            if self.kind == "int":
-                v: Any = int(text)
+            if text in self.also:
+                v: Any = text
+            elif self.kind == "int":
+                v = int(text)
             elif self.kind == "real":
                 v = float(text)
             elif self.kind == "sizes":

@@ -18,14 +18,26 @@ from typing import Any
 from .optimizers import DEFAULT_LR as _STEP_SIZES, NAMES as _NAMES
 from .params import Param
 
-__all__ = ["DEFAULT_HIDDEN_SIZES", "DEFAULT_LR", "DTYPES", "MODEL_PARAMS", "OPTIMIZERS",
-           "PARAMS", "SCHEDULES", "validate_config"]
+__all__ = ["DEFAULT_HIDDEN_SIZES", "DEFAULT_LR", "DEFAULT_PATIENCE", "DEFAULT_STAGES", "DTYPES",
+           "MODEL_PARAMS", "OPTIMIZERS", "PARAMS", "SCHEDULES", "validate_config"]
 
 DEFAULT_HIDDEN_SIZES = (12, 12)
 """The default recipe's network (the estimator's ``hidden_layer_sizes``): on the paper suite
 (1000 points, 8 s) a [12, 12] tanh net under the recipe beat the [32, 32] one on 12 of 13
 tasks (docs/results/paper/report.md and the README) -- LM steps cost O(n P^2), so ~200
 parameters take ~15-20x the steps of ~1150 in the same time."""
+
+DEFAULT_STAGES = 3
+"""The estimator's ``stages="auto"``: up to this many networks, each after a plateau of the one
+before (``sepneuron.stages``, schedule ``"plateau"``), in the budget of one. On the paper suite's
+tasks (1000 points, 8 s) the first network plateaued on ``product`` and ``ridge_tanh`` and the
+next stage lowered their test RMSE 2-8x; elsewhere the first network took the whole budget
+(docs/varpro.md)."""
+
+DEFAULT_PATIENCE = 50
+"""The estimator's ``patience``: steps without a relative fall of the best training loss by
+``min_improvement`` that end a network's training (and, with ``stages="auto"``, start the
+next stage)."""
 
 OPTIMIZERS = _NAMES  # the names in sepneuron.optimizers.REGISTRY (a live view)
 SCHEDULES = ("constant", "cosine")

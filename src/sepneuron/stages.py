@@ -12,9 +12,16 @@ so each stage sees targets of unit size whatever precision the previous ones rea
 (Michaud, Liu and Tegmark 2023; Wang and Lai 2024). Work in float64: the residuals are
 small differences. A stage whose sum has a higher training loss than the sum without it
 is not added (``History.events`` of that stage says so), so the training loss never rises
-when a stage is added. With ``max_time`` set (seconds of training, as in ``fit``), each
-stage gets the time left divided by the stages left, so a stage that plateaus early hands
-its time on.
+when a stage is added. Two schedules share the budget:
+
+* ``"even"``: each stage gets ``config.steps``, and (with ``max_time``, seconds of training
+  as in ``fit``) the time left divided by the stages left, so a stage that plateaus early
+  hands its time on; every stage runs.
+* ``"plateau"``: the stages share ``config.steps`` and ``max_time`` as one network would
+  use them, and the next stage starts only when a stage stopped on a plateau
+  (``config.patience``); a stage stopped by its steps or time ends the fit. A fit never
+  costs more than one network under the same config, and a network that keeps improving
+  keeps the whole budget.
 
 The result is a :class:`StagedModel`: an ``nn.Module`` whose forward is the sum of its
 stages, each a network followed by a constant per-output scale (a buffer), so it is saved,
@@ -32,7 +39,9 @@ from torch import Tensor, nn
 
 from .train import History, TrainConfig, fit
 
-__all__ = ["ScaledStage", "StagedModel", "fit_stages"]
+__all__ = ["SCHEDULES", "ScaledStage", "StagedModel", "fit_stages"]
+
+SCHEDULES = ("even", "plateau")
 
 
 class ScaledStage(nn.Module):
@@ -73,6 +82,25 @@ class StagedModel(nn.Module):
         return out
 
 
+def _stage_config(cfg: TrainConfig, i: int, stages: int, schedule: str,
+                  histories: list[History]) -> TrainConfig | None:
+    """Stage ``i``'s config under ``schedule``, or ``None``: the budget is spent (or, under
+    ``"plateau"``, the stage before stopped on its steps or time, not a plateau)."""
+    out = dataclasses.replace(cfg, seed=cfg.seed + i)
+    if schedule == "plateau":
+        if histories and histories[-1].stop_reason != "plateau":
+            return None
+        out.steps = cfg.steps - sum(h.steps_done for h in histories)
+        if out.steps < 1:
+            return None
+    if cfg.max_time is not None:
+        left = cfg.max_time - sum(h.time[-1] for h in histories if h.time)
+        if left <= 0:
+            return None
+        out.max_time = left if schedule == "plateau" else left / (stages - i)
+    return out
+
+
 @torch.no_grad()
 def _mse(model: nn.Module, X: Tensor, y: Tensor) -> float:
     return float(((model(X) - y) ** 2).mean())
@@ -85,21 +113,30 @@ def fit_stages(
     config: TrainConfig | None = None,
     *,
     stages: int = 2,
+    schedule: str = "even",
     X_test: Tensor | None = None,
     y_test: Tensor | None = None,
+    progress: Callable[[History], None] | None = None,
 ) -> tuple[StagedModel, list[History]]:
     """Train up to ``stages`` networks, each on the rescaled residual of the ones before.
 
     ``make_model(i)`` returns a fresh network for stage ``i`` (``0``-based). Each stage is
-    trained by :func:`~sepneuron.fit` with ``config`` (seed ``config.seed + i``; ``max_time``
-    shared as the module docstring says). Returns the :class:`StagedModel` and one
-    :class:`~sepneuron.History` per trained stage (its losses in that stage's rescaled
-    units); stage ``i``'s ``History.test_rmse`` is of the rescaled test residual.
-    Training stops early when the residual is exactly zero.
+    trained by :func:`~sepneuron.fit` with ``config`` (seed ``config.seed + i``; steps and
+    ``max_time`` shared as ``schedule`` says: ``"even"`` or ``"plateau"``, see the module
+    docstring; ``"plateau"`` needs ``config.patience``). ``progress`` is passed to the first
+    stage's ``fit``. Returns the :class:`StagedModel` and one :class:`~sepneuron.History`
+    per trained stage (its losses in that stage's rescaled units); stage ``i``'s
+    ``History.test_rmse`` is of the rescaled test residual. Training stops early when the
+    residual is exactly zero.
     """
     cfg = config or TrainConfig()
     if not (isinstance(stages, int) and not isinstance(stages, bool) and stages >= 1):
         raise ValueError(f"stages must be a positive int, got {stages!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "plateau" and cfg.patience is None:
+        raise ValueError("schedule='plateau' needs config.patience (a plateau starts the next "
+                         "stage; without one the first network takes the whole budget)")
     if cfg.checkpoint_path or cfg.resume:
         raise ValueError("checkpoint_path / resume apply to one network: use stages=1 "
                          "or save the StagedModel's state_dict yourself")
@@ -112,12 +149,9 @@ def fit_stages(
     histories: list[History] = []
     loss = float("inf")
     for i in range(stages):
-        stage_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
-        if cfg.max_time is not None:
-            left = cfg.max_time - sum(h.time[-1] for h in histories if h.time)
-            if left <= 0:
-                break
-            stage_cfg.max_time = left / (stages - i)
+        stage_cfg = _stage_config(cfg, i, stages, schedule, histories)
+        if stage_cfg is None:
+            break
         if i == 0:
             scale = torch.ones(y.shape[1], dtype=dt, device=dev)
             target, test_target = y, y_test
@@ -133,7 +167,7 @@ def fit_stages(
                     (y_test - model(X_test)) / scale
         net = make_model(i)
         history = fit(net, X, target, stage_cfg, X_test=X_test if test_target is not None else None,
-                      y_test=test_target)
+                      y_test=test_target, progress=progress if i == 0 else None)
         histories.append(history)
         model.add_stage(net, scale)
         new_loss = _mse(model, X, y)

@@ -194,7 +194,7 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
 
     y_std = ((y - mu) / sd)[:, 0].numpy()
     h = reg.history_
-    train_time = h.time[-1] if h.time else 0.0
+    train_time = sum(hh.time[-1] for hh in reg.histories_ if hh.time)  # every stage
     test_rmse, train_rmse = _rmse(std_pred(Xt), yt_std.numpy()), _rmse(std_pred(X), y_std)
     n = spec["grid_n"]
     err = (std_pred(Xg) - yg_std[:, 0].numpy()).reshape(n, n).astype(np.float32)
@@ -204,7 +204,9 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
         "curve": {"eval_step": [reg.n_iter_], "eval_time": [train_time],
                   "test_rmse": [test_rmse], "train_rmse": [train_rmse],
                   "train_loss_time": list(h.time), "train_loss": list(h.loss)},
-        "metrics": {"stop_reason": h.stop_reason, "events": h.events},
+        "metrics": {"stop_reason": reg.histories_[-1].stop_reason,
+                    "stages_trained": len(reg.histories_),
+                    "events": [e for hh in reg.histories_ for e in hh.events]},
         "grid": err.tobytes(),
     }
 
@@ -214,7 +216,8 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
 
 def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
     """``spec["stages"]`` networks of the spec's architecture, each on the rescaled residual
-    of the ones before (:func:`sepneuron.stages.fit_stages`, one shared time budget).
+    of the ones before (:func:`sepneuron.stages.fit_stages`, one shared time budget, its
+    schedule ``spec["stage_schedule"]``, default ``"even"``).
     ``metrics["stages"]``: per stage trained, the test and train RMSE of the sum so far,
     the training seconds at its end and whether it was added (a stage that would raise the
     training loss is not). The curve is the first stage's, then one point per later stage."""
@@ -234,7 +237,8 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
     train = dict(spec["train"])
     train["conditioning"] = tuple(train.get("conditioning", ()))
     model, histories = fit_stages(make_model, X, y, TrainConfig(**train),
-                                  stages=int(spec["stages"]), X_test=Xt, y_test=yt)
+                                  stages=int(spec["stages"]),
+                                  schedule=spec.get("stage_schedule", "even"), X_test=Xt, y_test=yt)
     with torch.no_grad():
         parts = [(st(X), st(Xt)) for st in model.stages]
         err = (model(Xg) - yg).reshape(spec["grid_n"], spec["grid_n"])

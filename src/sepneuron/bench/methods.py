@@ -25,8 +25,9 @@ Families:
   nets (``q, c, d`` inside the LM vector, or by the ``gauss_newton`` tuner); and its
   ablation variants ``sep_softplus_vplm+<variant>`` (:data:`RECIPE_VARIANTS`), one option
   switched back at a time.
-* ``default`` -- the library as a user gets it: ``sepneuron_default`` (``fit`` with
-  ``TrainConfig()``'s defaults, only the budget set) and ``estimator_default``
+* ``default`` -- the library as a user gets it: ``sepneuron_default`` (``TrainConfig()``'s
+  defaults, only the budget set, with residual stages after a plateau as the estimator's
+  ``stages="auto"``) and ``estimator_default``
   (``SeparatedMLPRegressor(max_time=budget)`` on the raw data, scored in the bench's
   standardised units).
 * ``ablation`` -- a separated method with conditioning components switched on
@@ -133,6 +134,7 @@ class Method:
     legacy: bool = False       # start from LEGACY_CONFIG (the methods older than issue 12)
     then: dict[str, Any] | None = None  # a second phase (Adam then L-BFGS): see ADAM_SHARE
     stages: int = 1            # residual stages (sepneuron.stages.fit_stages) when above 1
+    stage_schedule: str = "even"  # fit_stages' schedule: "even" or "plateau"
 
     def train_overrides(self) -> dict[str, Any]:
         """TrainConfig fields this method sets (the rest are TrainConfig defaults)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..settings import DEFAULT_HIDDEN_SIZES
+from ..settings import DEFAULT_HIDDEN_SIZES, DEFAULT_PATIENCE, DEFAULT_STAGES
 
 if TYPE_CHECKING:
     from .methods import Method
@@ -125,10 +125,13 @@ def issue12_methods() -> list[Method]:
                               description=f"{RECIPE_BASE} with {_RECIPE_WORDS[label]}"))
     model, act = _default_model()
     out.append(Method("sepneuron_default", "default", model, act, "default",
-                      hidden=list(DEFAULT_HIDDEN_SIZES),
-                      description="the library's default recipe: fit() with TrainConfig() "
-                      "defaults, only the budget set, on the estimator's default network "
-                      f"(kind and sizes: {list(DEFAULT_HIDDEN_SIZES)})"))
+                      hidden=list(DEFAULT_HIDDEN_SIZES), stages=DEFAULT_STAGES,
+                      stage_schedule="plateau", extra={"patience": DEFAULT_PATIENCE},
+                      description="the library's default recipe: TrainConfig() defaults, only "
+                      "the budget set, with residual stages after a plateau as the "
+                      f"estimator's stages='auto' (fit_stages, up to {DEFAULT_STAGES} stages, "
+                      f"schedule 'plateau', patience {DEFAULT_PATIENCE}), on the estimator's "
+                      f"default network (kind and sizes: {list(DEFAULT_HIDDEN_SIZES)})"))
     out.append(Method("tanh_vplm_stages", "recipe", "plain", "tanh", "vplm",
                       stages=PRECISION_STAGES, extra={"patience": STAGE_PATIENCE},
                       description=f"tanh_vplm in {PRECISION_STAGES} residual stages, each "

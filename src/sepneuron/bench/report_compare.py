@@ -58,8 +58,11 @@ def headline_section(rows: Sequence[dict[str, Any]], budget_text: str) -> list[s
     present = sorted({r["method"] for r in rows if r["method"] in PEERS})
     out = [
         "## Headline: the default recipe against the best of today's peers", "",
-        f"`{HEADLINE}` is `fit` with `TrainConfig()`'s defaults, only the budget set "
-        f"({_recipe(rows, HEADLINE)}). Per task, the *best peer* is the peer with the lowest "
+        f"`{HEADLINE}` is the library's default recipe: `TrainConfig()`'s defaults, only the "
+        f"budget set ({_recipe(rows, HEADLINE)}), with residual stages after a plateau as "
+        "the estimator's `stages=\"auto\"` does (`fit_stages(..., schedule=\"plateau\")`: a "
+        "second network on the rescaled residual only when the first stops improving, in "
+        "the same budget). Per task, the *best peer* is the peer with the lowest "
         "median final test RMSE among those run here (" + ", ".join(f"`{p}`" for p in present)
         + f"); *ratio* = best peer's median / `{HEADLINE}`'s median at {budget_text}: above "
         "1 the default recipe is more accurate. Medians over seeds; a failed run counts as "

@@ -84,6 +84,8 @@ def make_spec(
             spec["then"] = m.then_overrides()
         if m.stages > 1:  # residual stages: fitters (sepneuron.stages.fit_stages)
             spec["stages"] = m.stages
+            if m.stage_schedule != "even":  # (the even schedule's specs stay as they were)
+                spec["stage_schedule"] = m.stage_schedule
     return spec
 
 
