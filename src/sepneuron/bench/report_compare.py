@@ -229,8 +229,11 @@ def stages_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     if table.empty:
         return []
     out = [
-        "## Residual stages (precision mode)", "",
+        "## Residual stages", "",
         "Each stage fits a new network to the rescaled residual of the previous ones (float64). "
+        "Under the plateau schedule (`sepneuron_default`, the estimator's `stages=\"auto\"`) a "
+        "stage after the first runs only on the seeds where the one before stopped on a "
+        "plateau: *seeds* counts them; the even schedule (precision mode) runs every stage. "
         "Per stage: median over seeds of the test and training RMSE of the sum after that "
         "stage (standardised target, so these are relative RMSEs) and the training seconds "
         f"at its end. The precision target is a relative test RMSE of {PRECISION_TARGET:g}. "
