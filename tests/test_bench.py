@@ -79,9 +79,8 @@ def test_equal_parameter_counts_within_ten_percent(task):
 def test_spec_reads_trainconfig_defaults_and_key_tracks_config():
     from dataclasses import asdict
 
-    from sepneuron.train import TrainConfig
-
     from sepneuron.settings import DEFAULT_PATIENCE, DEFAULT_STAGES
+    from sepneuron.train import TrainConfig
 
     # the default recipe is TrainConfig() with only the budget (and evaluations) set, in
     # residual stages after plateaus as the estimator's stages="auto"
