@@ -39,9 +39,11 @@ from torch import Tensor, nn
 
 from .train import History, TrainConfig, fit
 
-__all__ = ["SCHEDULES", "ScaledStage", "StagedModel", "fit_stages"]
+__all__ = ["STAGE_SCHEDULES", "ScaledStage", "StagedModel", "fit_stages"]
 
-SCHEDULES = ("even", "plateau")
+STAGE_SCHEDULES = ("even", "plateau")
+"""The ways stages share the budget (``fit_stages(schedule=...)``); not the learning-rate
+``sepneuron.train.SCHEDULES``."""
 
 
 class ScaledStage(nn.Module):
@@ -132,8 +134,8 @@ def fit_stages(
     cfg = config or TrainConfig()
     if not (isinstance(stages, int) and not isinstance(stages, bool) and stages >= 1):
         raise ValueError(f"stages must be a positive int, got {stages!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule not in STAGE_SCHEDULES:
+        raise ValueError(f"schedule must be one of {STAGE_SCHEDULES}, got {schedule!r}")
     if schedule == "plateau" and cfg.patience is None:
         raise ValueError("schedule='plateau' needs config.patience (a plateau starts the next "
                          "stage; without one the first network takes the whole budget)")
