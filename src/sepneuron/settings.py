@@ -30,9 +30,9 @@ parameters take ~15-20x the steps of ~1150 in the same time."""
 DEFAULT_STAGES = 3
 """The estimator's ``stages="auto"``: up to this many networks, each after a plateau of the one
 before (``sepneuron.stages``, schedule ``"plateau"``), in the budget of one. On the paper suite's
-tasks (1000 points, 8 s) the first network plateaued on ``product`` and ``ridge_tanh`` and the
-next stage lowered their test RMSE 2-8x; elsewhere the first network took the whole budget
-(docs/varpro.md)."""
+tasks (1000 points, 8 s; ``benchmarks/recipes.py --recipes default default_stages_plateau``)
+the median test RMSE of ``ridge_tanh`` fell 2.8x, where the first network plateaued on two of
+three seeds; on the other tasks the first network took the whole budget (docs/varpro.md)."""
 
 DEFAULT_PATIENCE = 50
 """The estimator's ``patience``: steps without a relative fall of the best training loss by
