@@ -7,6 +7,8 @@ a plateau stop, ``--time`` seconds for all stages together. Prints the relative 
 training RMSE of the sum after each stage, with the steps and seconds each stage used.
 
     PYTHONPATH=src python benchmarks/precision.py --time 120 --stages 3 --hidden 24 24
+    PYTHONPATH=src python benchmarks/precision.py --time 120 --stages 3 --hidden 12 12 \
+        --schedule plateau
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10_000, help="training (and test) points")
     ap.add_argument("--patience", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schedule", choices=("even", "plateau"), default="even",
+                    help="even: each stage gets time/stages; plateau: the stages share the "
+                    "time and a next one starts only after a plateau (sepneuron.stages)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     print(f"stages={args.stages} hidden={args.hidden} {args.activation} n={args.n} "
-          f"time={args.time:g} s patience={args.patience} seed={args.seed}\n")
+          f"time={args.time:g} s patience={args.patience} seed={args.seed} "
+          f"schedule={args.schedule}\n")
     print("| task | stage | steps | seconds | stop | train RMSE (rel.) | test RMSE (rel.) |")
     print("|---|---|---|---|---|---|---|")
     for task in args.tasks:
@@ -51,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                           steps=10**9, max_time=args.time, patience=args.patience,
                           eval_every=10**9, diagnostics=False, seed=args.seed)
         t0 = time.perf_counter()
-        model, histories = fit_stages(make, X, y, cfg, stages=args.stages, X_test=Xt, y_test=yt)
+        model, histories = fit_stages(make, X, y, cfg, stages=args.stages, X_test=Xt, y_test=yt,
+                                       schedule=args.schedule)
         wall = time.perf_counter() - t0
         out_tr, out_te = torch.zeros_like(y), torch.zeros_like(yt)
         with torch.no_grad():
