@@ -61,6 +61,10 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "sep_relu_lm_lstsq_grad_data": ("sep_relu", {**_LM, "rule": "grad", "init": "data"}),
     "sep_softplus_adam_gauss_newton": ("sep_softplus", {"optimizer": "adam",
                                                         "rule": "gauss_newton"}),
+    # the same with a tuner step (and its statistics) every k-th Adam step only
+    **{f"sep_softplus_adam_gauss_newton_every{k}": (
+        "sep_softplus", {"optimizer": "adam", "rule": "gauss_newton", "tune_every": k})
+       for k in (2, 4)},
     # the bench's strongest peer: Adam for 30 % of the budget, then float64 L-BFGS
     "tanh_adam_lbfgs": ("tanh", {"optimizer": "adam", "lr": 3e-3, "rule": None,
                                  "then": {"optimizer": "lbfgs", "lr": 1.0, "share": 0.3}}),

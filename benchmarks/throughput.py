@@ -16,12 +16,18 @@ slow a step only through the caches and memory bandwidth, not by taking the core
 compiled separated step would leave the tuner's statistics out, and ``SeparatedTuner.step``
 raises). The table says whether ``q, c, d`` moved in the first step.
 
+``--tune-every K`` mirrors ``TrainConfig.tune_every = K``: the tuner records statistics and
+steps on every ``K``-th step only (the separated time is then the mean over steps; the
+breakdown's parts are those of a tuned step).
+
 ``--breakdown`` adds where the separated step's time goes: forward + backward without
 the tuner, the same with the tuner's hooks (statistics included), Adam, and the rest
 (``tuner.step``: the separated step less those).
 
     python benchmarks/throughput.py --device cpu --dtype float64 --threads 1 \
         --sizes 32x1000 256x8000 --breakdown
+    python benchmarks/throughput.py --device cpu --dtype float64 --threads 1 \
+        --sizes 32x1000 256x8000 --tune-every 4
     python benchmarks/throughput.py --device cuda --widths 64 256 1024 --batches 1000 64000
 """
 
@@ -82,14 +88,21 @@ def _data(batch: int, device, dtype, seed: int = 0):
     return x.to(device), y.to(device)
 
 
-def _train_step(model, opt, x, y, tuner=None) -> Callable[[], None]:
+def _train_step(model, opt, x, y, tuner=None, every: int = 1) -> Callable[[], None]:
+    """One Adam step; with a tuner, its step on every ``every``-th call (counted from 0),
+    recording statistics only then (what ``fit`` does with ``tune_every``)."""
+    calls = [0]
+
     def step() -> None:
+        tune = tuner is not None and calls[0] % every == 0
+        calls[0] += 1
         opt.zero_grad()
         if tuner is not None:
             tuner.zero_grad()
+            tuner.recording = tune
         F.mse_loss(model(x), y).backward()
         opt.step()
-        if tuner is not None:
+        if tune:
             tuner.step()
 
     return step
@@ -106,7 +119,7 @@ def measure(kind: str, width: int, batch: int, device: torch.device, dtype, args
     sep_opt = torch.optim.Adam(sep.linear_parameters(), lr=1e-3)
     tuner = SeparatedTuner(sep, rule=args.rule, gamma=0.3, max_step=0.05, distributed=False)
     steps = {"plain": _train_step(plain, plain_opt, x, y),
-             "separated": _train_step(sep, sep_opt, x, y, tuner)}
+             "separated": _train_step(sep, sep_opt, x, y, tuner, args.tune_every)}
     before = [p.detach().clone() for p in sep.activation_parameters()]
     for step in steps.values():
         step()
@@ -124,6 +137,7 @@ def measure(kind: str, width: int, batch: int, device: torch.device, dtype, args
                 model.zero_grad()
                 if model is sep:
                     tuner.zero_grad()
+                    tuner.recording = True
                 F.mse_loss(model(x), y).backward()
             return run
 
@@ -152,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sizes", nargs="+", default=None,
                    help="WIDTHxBATCH pairs (instead of widths x batches), e.g. 32x1000 256x8000")
     p.add_argument("--rule", default="gauss_newton")
+    p.add_argument("--tune-every", type=int, default=1,
+                   help="a tuner step (and its statistics) every this many Adam steps, as "
+                   "TrainConfig.tune_every; the separated time is the mean over steps")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
     p.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     p.add_argument("--warmup", type=int, default=3)
@@ -161,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="refused: the tuner does not work inside torch.compile")
     p.add_argument("--breakdown", action="store_true", help="time the parts of the step")
     args = p.parse_args(argv)
+    if args.tune_every < 1:
+        p.error(f"--tune-every must be a positive int, got {args.tune_every}")
     if args.compile:
         p.error("--compile: the tuner records no statistics inside torch.compile (its hooks do "
                 "nothing there and SeparatedTuner.step refuses), so a compiled separated step "
@@ -171,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} thread(s)"
     print(f"# {name}, {args.dtype}, torch {torch.__version__}, 2 hidden layers, Adam, "
-          f"rule {args.rule}; ms per step "
+          f"rule {args.rule}, tuner every {args.tune_every} step(s); ms per step "
           f"(median of {args.repeats} alternating repeats x {args.steps} steps)\n")
     rows = []
     print("| analog | width | batch | plain MLP | separated + tuner | ratio | q, c, d moved |")

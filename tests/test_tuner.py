@@ -254,6 +254,22 @@ def test_step_without_recorded_passes_is_a_no_op():
     assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before, strict=True))
 
 
+def test_a_tuner_that_is_not_recording_sums_nothing_and_steps_nothing():
+    model = _mlp("softplus")
+    tuner = SeparatedTuner(model, rule="gauss_newton")
+    X, y = _data()
+    tuner.recording = False
+    nn.functional.mse_loss(model(X), y).backward()
+    assert not tuner._records
+    before = _snapshot(model)
+    tuner.step()
+    assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before, strict=True))
+    tuner.zero_grad()
+    tuner.recording = True
+    nn.functional.mse_loss(model(X), y).backward()
+    assert len(tuner._records) == len(model.activations())
+
+
 _finite_floats = dict(allow_nan=False, allow_infinity=False)
 
 

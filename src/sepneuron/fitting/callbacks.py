@@ -134,10 +134,16 @@ class Evaluation(Callback):
 
 class TunerStep(Callback):
     """The q, c, d step of ``run.tuner`` after every ``every``-th optimizer step (counted
-    from 0); the tuner's hooks are released at the end."""
+    from 0); the tuner records statistics only in those steps (``SeparatedTuner.recording``:
+    the passes of the others would be cleared unread), and its hooks are released at the
+    end."""
 
     def __init__(self, every: int) -> None:
         self.every = every
+
+    def on_step_begin(self, run: Run) -> None:
+        if run.tuner is not None:
+            run.tuner.recording = run.steps_done % self.every == 0
 
     def on_after_update(self, run: Run) -> None:
         if run.tuner is not None and run.steps_done % self.every == 0:

@@ -109,6 +109,11 @@ class SeparatedTuner(Optimizer):
 
     Each param group holds ``[q, log_c, d]`` of one layer; the tuner finds the layer from
     the group's own parameters, so groups and layers cannot fall out of step.
+
+    ``recording`` (``True`` at construction): while ``False`` the hooks sum nothing, so a
+    pass that no :meth:`step` will read costs no statistics (``fit`` with ``tune_every =
+    k`` records only the passes of every ``k``-th step; a step after unrecorded passes
+    alone moves nothing). It is not part of :meth:`state_dict`.
     """
 
     def __init__(
@@ -157,6 +162,7 @@ class SeparatedTuner(Optimizer):
         # one entry per pass seen inside torch.compile since zero_grad (a list: dynamo
         # replays a list's mutation, not an attribute's assignment)
         self._compiled_passes: list[int] = []
+        self.recording = True
         ref = weakref.ref(self)
 
         def on_forward(module: nn.Module, args: tuple, out: Any) -> None:
@@ -191,7 +197,8 @@ class SeparatedTuner(Optimizer):
 
     # -- recording --------------------------------------------------------------------
     def _on_forward(self, module: nn.Module, args: tuple, out: Any) -> None:
-        if not (torch.is_grad_enabled() and isinstance(out, Tensor) and out.requires_grad):
+        if not (self.recording and torch.is_grad_enabled() and isinstance(out, Tensor)
+                and out.requires_grad):
             return
         if _under_transform():   # vmap / jacrev / compile: nothing may escape
             if torch.compiler.is_compiling():
