@@ -9,6 +9,7 @@ training RMSE of the sum after each stage, with the steps and seconds each stage
     PYTHONPATH=src python benchmarks/precision.py --time 120 --stages 3 --hidden 24 24
     PYTHONPATH=src python benchmarks/precision.py --time 120 --stages 3 --hidden 12 12 \
         --schedule plateau
+    PYTHONPATH=src python benchmarks/precision.py --time 120 --hidden 20 20 --estimator
 """
 
 from __future__ import annotations
@@ -37,8 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", choices=("even", "plateau"), default="even",
                     help="even: each stage gets time/stages; plateau: the stages share the "
                     "time and a next one starts only after a plateau (sepneuron.stages)")
+    ap.add_argument("--estimator", action="store_true",
+                    help="SeparatedMLPRegressor(kind=--activation, hidden_layer_sizes=--hidden, "
+                    "max_time=--time, max_steps=10**9) with its other defaults "
+                    "(stages='auto', patience 50, its own z-scores of the inputs) instead of "
+                    "fit_stages; --stages, --patience and "
+                    "--schedule are then unused")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.estimator:
+        return _estimator(args)
     print(f"stages={args.stages} hidden={args.hidden} {args.activation} n={args.n} "
           f"time={args.time:g} s patience={args.patience} seed={args.seed} "
           f"schedule={args.schedule}\n")
@@ -75,6 +84,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| `{task}` | (stages left out: {len(histories) - len(model.stages)}) "
                   f"| | | | | |")
         print(f"<!-- {task}: {wall:.0f} s wall in all -->")
+    return 0
+
+
+def _estimator(args) -> int:
+    from sepneuron import SeparatedMLPRegressor
+
+    print(f"SeparatedMLPRegressor(kind={args.activation!r}, hidden_layer_sizes="
+          f"{tuple(args.hidden)}, max_time={args.time:g}, max_steps=10**9, "
+          f"random_state={args.seed}) "
+          f"n={args.n}\n")
+    print("| task | stages | steps | seconds | stop | train RMSE (rel.) | test RMSE (rel.) |")
+    print("|---|---|---|---|---|---|---|")
+    for task in args.tasks:
+        spec = {"task": task, "seed": args.seed, "grid_n": 8,
+                "data": {"n_train": args.n, "n_test": args.n}}
+        (X, y, Xt, yt, _, _), _, _ = _data(spec)
+        reg = SeparatedMLPRegressor(kind=args.activation, hidden_layer_sizes=tuple(args.hidden),
+                                    max_time=args.time, max_steps=10**9,
+                                    random_state=args.seed)
+        reg.fit(X.numpy(), y[:, 0].numpy())
+        tr = float(((torch.from_numpy(reg.predict(X.numpy())) - y[:, 0]) ** 2).mean().sqrt())
+        te = float(((torch.from_numpy(reg.predict(Xt.numpy())) - yt[:, 0]) ** 2).mean().sqrt())
+        secs = sum(h.time[-1] for h in reg.histories_ if h.time)
+        print(f"| `{task}` | {len(reg.histories_)} | {reg.n_iter_} | {secs:.0f} | "
+              f"{reg.histories_[-1].stop_reason} | {tr:.2e} | {te:.2e} |", flush=True)
     return 0
 
 
