@@ -94,8 +94,9 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             before stopped on a plateau (``patience``), all within ``max_steps`` and
             ``max_time`` -- one network where it keeps improving; one network without
             ``patience`` or with ``checkpoint_path`` / ``resume``. An int: that many, each
-            with ``max_steps`` and an even share of ``max_time`` (precision mode); ``1``:
-            one network.
+            with ``max_steps`` and an even share of ``max_time`` (the even split; for
+            precision on 10,000 points one wider network given the whole time did better,
+            docs/varpro.md); ``1``: one network.
         max_steps: optimizer steps (``>= 1``): in all with ``stages="auto"``, else per stage.
         max_time: stop after this many seconds of training (``None``: no limit), all stages.
         patience: stop a stage after this many steps without a relative fall of the best
