@@ -25,6 +25,23 @@ from sepneuron.stages import fit_stages
 from sepneuron.train import TrainConfig
 
 
+def _task_data(task: str, args) -> tuple[torch.Tensor, ...]:
+    """``(X, y, X_test, y_test)``: ``--n`` points each, the bench's scaling."""
+    spec = {"task": task, "seed": args.seed, "grid_n": 8,
+            "data": {"n_train": args.n, "n_test": args.n}}
+    (X, y, Xt, yt, _, _), _, _ = _data(spec)
+    return X, y, Xt, yt
+
+
+def _rmse(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float(((pred - target) ** 2).mean().sqrt())
+
+
+def _header(count: str) -> None:
+    print(f"| task | {count} | steps | seconds | stop | train RMSE (rel.) | test RMSE (rel.) |")
+    print("|---|---|---|---|---|---|---|")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["kan_exp", "smooth_3d"])
@@ -51,12 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stages={args.stages} hidden={args.hidden} {args.activation} n={args.n} "
           f"time={args.time:g} s patience={args.patience} seed={args.seed} "
           f"schedule={args.schedule}\n")
-    print("| task | stage | steps | seconds | stop | train RMSE (rel.) | test RMSE (rel.) |")
-    print("|---|---|---|---|---|---|---|")
+    _header("stage")
     for task in args.tasks:
-        spec = {"task": task, "seed": args.seed, "grid_n": 8,
-                "data": {"n_train": args.n, "n_test": args.n}}
-        (X, y, Xt, yt, _, _), _, _ = _data(spec)
+        X, y, Xt, yt = _task_data(task, args)
 
         def make(stage: int, dim: int = X.shape[1]) -> PlainMLP:
             return PlainMLP(dim, args.hidden, 1, args.activation, dtype=torch.float64,
@@ -75,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not any(e.get("event") == "stage not added" for e in h.events)]
             for i, (stage, h) in enumerate(zip(model.stages, kept, strict=True)):
                 out_tr, out_te = out_tr + stage(X), out_te + stage(Xt)
-                tr = float(((out_tr - y) ** 2).mean().sqrt())
-                te = float(((out_te - yt) ** 2).mean().sqrt())
+                tr, te = _rmse(out_tr, y), _rmse(out_te, yt)
                 secs = h.time[-1] if h.time else 0.0
                 print(f"| `{task}` | {i + 1} | {h.steps_done} | {secs:.0f} | {h.stop_reason} "
                       f"| {tr:.2e} | {te:.2e} |", flush=True)
@@ -94,18 +107,15 @@ def _estimator(args) -> int:
           f"{tuple(args.hidden)}, max_time={args.time:g}, max_steps=10**9, "
           f"random_state={args.seed}) "
           f"n={args.n}\n")
-    print("| task | stages | steps | seconds | stop | train RMSE (rel.) | test RMSE (rel.) |")
-    print("|---|---|---|---|---|---|---|")
+    _header("stages")
     for task in args.tasks:
-        spec = {"task": task, "seed": args.seed, "grid_n": 8,
-                "data": {"n_train": args.n, "n_test": args.n}}
-        (X, y, Xt, yt, _, _), _, _ = _data(spec)
+        X, y, Xt, yt = _task_data(task, args)
         reg = SeparatedMLPRegressor(kind=args.activation, hidden_layer_sizes=tuple(args.hidden),
                                     max_time=args.time, max_steps=10**9,
                                     random_state=args.seed)
         reg.fit(X.numpy(), y[:, 0].numpy())
-        tr = float(((torch.from_numpy(reg.predict(X.numpy())) - y[:, 0]) ** 2).mean().sqrt())
-        te = float(((torch.from_numpy(reg.predict(Xt.numpy())) - yt[:, 0]) ** 2).mean().sqrt())
+        tr = _rmse(torch.from_numpy(reg.predict(X.numpy())), y[:, 0])
+        te = _rmse(torch.from_numpy(reg.predict(Xt.numpy())), yt[:, 0])
         secs = sum(h.time[-1] for h in reg.histories_ if h.time)
         print(f"| `{task}` | {len(reg.histories_)} | {reg.n_iter_} | {secs:.0f} | "
               f"{reg.histories_[-1].stop_reason} | {tr:.2e} | {te:.2e} |", flush=True)

@@ -71,6 +71,9 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
     "tanh_lm_lstsq_default_init": ("tanh", {**_LM, "rule": None, "init": "default"}),
 }
 
+# the headline's residual stages (the estimator's stages="auto")
+_PLATEAU = {"stages": 3, "stage_schedule": "plateau", "patience": 50}
+
 # TrainConfig() exactly as it is (the library's default recipe), and variants of it
 DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("tanh", {}),
@@ -87,20 +90,17 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default_ridge1e-16": ("tanh", {"ridge": 1e-16}),
     # residual stages (sepneuron.stages.fit_stages): up to 3 after plateaus in one budget
     # (the estimator's stages="auto"), or 2 that split the time evenly
-    "default_stages_plateau": ("tanh", {"stages": 3, "stage_schedule": "plateau",
-                                        "patience": 50}),
+    "default_stages_plateau": ("tanh", _PLATEAU),
     "default_stages_even2": ("tanh", {"stages": 2}),
     # the headline recipe (plateau stages) with a stronger Tikhonov term in LM
-    **{f"default_stages_plateau_rel{r}": ("tanh", {"stages": 3, "stage_schedule": "plateau",
-                                                  "patience": 50, "relative_weight_decay": r})
+    **{f"default_stages_plateau_rel{r}": ("tanh", {**_PLATEAU, "relative_weight_decay": r})
        for r in (1e-3, 1e-2, 1e-1)},
     # one network on 90 % of the data; the other 10 % sets LM's Tikhonov weight:
     # rho * clip(MSE_val / MSE_train, 1, cap) (cap 0: held out, not used)
     "default_holdout": ("tanh", {"gap_cap": 0}),
     **{f"default_gap{c}": ("tanh", {"gap_cap": c}) for c in (100, 1000)},
     # the headline recipe on inputs of unit variance (the estimator's z-scores), not [-1, 1]
-    "default_stages_plateau_zscore": ("tanh", {"stages": 3, "stage_schedule": "plateau",
-                                               "patience": 50, "input_scale": 3 ** 0.5}),
+    "default_stages_plateau_zscore": ("tanh", {**_PLATEAU, "input_scale": 3 ** 0.5}),
 }
 
 
@@ -147,16 +147,16 @@ def run_one(recipe: str, task: str, seed: int, seconds: float,
     scale = fields.pop("input_scale", 1.0)  # inputs on [-scale, scale]^d instead of [-1, 1]^d
     X, Xt = X * scale, Xt * scale
     gap_cap = fields.pop("gap_cap", None)  # LM's rho times the validation gap (capped)
-    callbacks = []
+    if gap_cap is not None and (stages > 1 or then is not None):
+        raise ValueError(f"{recipe}: gap_cap is for one network fitted by fit()")
     if gap_cap is not None:
         perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(seed))
         n_val = X.shape[0] // 10
         Xv, yv, X, y = X[perm[:n_val]], y[perm[:n_val]], X[perm[n_val:]], y[perm[n_val:]]
-        if gap_cap > 0:
-            callbacks.append(_GapDecay(Xv, yv, fields.get("relative_weight_decay", 1e-4),
-                                       gap_cap))
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
                          "diagnostics": False, "seed": seed, **fields})
+    callbacks = [_GapDecay(Xv, yv, cfg.relative_weight_decay, gap_cap)] \
+        if gap_cap is not None and gap_cap > 0 else []
     if stages > 1:
         def make_model(i: int) -> torch.nn.Module:
             return model if i == 0 else build(model_name, X.shape[1], seed + 100 * i, hidden)

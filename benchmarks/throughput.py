@@ -34,6 +34,7 @@ the tuner, the same with the tuner's hooks (statistics included), Adam, and the 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -91,11 +92,10 @@ def _data(batch: int, device, dtype, seed: int = 0):
 def _train_step(model, opt, x, y, tuner=None, every: int = 1) -> Callable[[], None]:
     """One Adam step; with a tuner, its step on every ``every``-th call (counted from 0),
     recording statistics only then (what ``fit`` does with ``tune_every``)."""
-    calls = [0]
+    calls = itertools.count()
 
     def step() -> None:
-        tune = tuner is not None and calls[0] % every == 0
-        calls[0] += 1
+        tune = tuner is not None and next(calls) % every == 0
         opt.zero_grad()
         if tuner is not None:
             tuner.zero_grad()

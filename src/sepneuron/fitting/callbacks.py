@@ -141,12 +141,16 @@ class TunerStep(Callback):
     def __init__(self, every: int) -> None:
         self.every = every
 
+    def _due(self, run: Run) -> bool:
+        """Whether this step ends with a tuner step (``steps_done`` stays put in between)."""
+        return run.steps_done % self.every == 0
+
     def on_step_begin(self, run: Run) -> None:
         if run.tuner is not None:
-            run.tuner.recording = run.steps_done % self.every == 0
+            run.tuner.recording = self._due(run)
 
     def on_after_update(self, run: Run) -> None:
-        if run.tuner is not None and run.steps_done % self.every == 0:
+        if run.tuner is not None and self._due(run):
             run.tuner.step()
             run.weights_moved()
 
