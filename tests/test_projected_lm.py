@@ -3,6 +3,8 @@ theta and the output layer together once the reduced problem stalls."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -105,3 +107,14 @@ def test_max_activation_step_must_be_positive():
     _, _, _, _, hidden = _problem()
     with pytest.raises(ValueError, match="max_activation_step"):
         NetworkLM(hidden, max_activation_step=0.0)
+
+
+@pytest.mark.parametrize("rho", [1e-3, 0.25, 0.5, 0.75, 0.999, 1.0, 3.0, 1e100, 1e300, math.inf])
+def test_the_damping_update_takes_any_gain_ratio_without_overflow(rho):
+    # A gain ratio of 1e110 once overflowed (2 rho - 1) ** 3 (OverflowError in a bench run).
+    got = network_lm_module.damping_after_success(1e-2, rho)
+    if rho < 1:
+        assert got == pytest.approx(1e-2 * max(1 / 3, 1 - (2 * rho - 1) ** 3), rel=1e-15)
+    else:
+        assert got == pytest.approx(1e-2 / 3, rel=1e-15)
+    assert network_lm_module.damping_after_success(1e-16, rho) == 1e-15

@@ -4,6 +4,7 @@ from typing import Any
 
 from .functional import separated_relu as separated_relu, separated_softplus as separated_softplus
 from .layers import SeparatedActivation as SeparatedActivation, SeparatedMLP as SeparatedMLP
+from .selection import Selection as Selection, fit_select as fit_select
 from .stages import StagedModel as StagedModel, fit_stages as fit_stages
 from .train import (
     Callback as Callback,
@@ -18,8 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Callback", "Checkpoint", "History", "RULES", "SeparatedActivation", "SeparatedMLP",
-    "SeparatedMLPRegressor", "SeparatedTuner", "StagedModel", "TrainConfig", "fit",
-    "fit_stages", "get_rule", "separated_relu", "separated_softplus",
+    "SeparatedMLPRegressor", "SeparatedTuner", "Selection", "StagedModel", "TrainConfig", "fit",
+    "fit_select", "fit_stages", "get_rule", "separated_relu", "separated_softplus",
 ]
 
 

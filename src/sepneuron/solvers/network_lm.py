@@ -71,7 +71,7 @@ from .jacobian import normal_equations
 from .levenberg_marquardt import assign_, flatten, lstsq_solve
 from .varpro import half_sse, output_layer_of, solve_output_layer
 
-__all__ = ["NetworkLM"]
+__all__ = ["NetworkLM", "damping_after_success"]
 
 
 def _damped_solve(s: Tensor, g: Tensor, damping: Tensor) -> Tensor:
@@ -203,7 +203,7 @@ class NetworkLM(Optimizer):
                 predicted = 0.5 * float(delta @ (lam * diag * delta - g))
                 if loss < loss0:  # False for NaN
                     rho = (loss0 - loss) / predicted if predicted > 0 else 1.0
-                    st["damping"] = max(lam * max(1 / 3, 1 - (2 * rho - 1) ** 3), 1e-15)
+                    st["damping"] = damping_after_success(lam, rho)
                     st["nu"] = 2.0
                     return before
                 for p, v in zip(lin_params, lin0, strict=True):
@@ -218,6 +218,18 @@ class NetworkLM(Optimizer):
         else:
             st["damping"], st["nu"] = lam, nu
         return before
+
+
+def damping_after_success(lam: float, rho: float) -> float:
+    r"""Nielsen's update of the damping after an accepted step of gain ratio ``rho > 0``:
+    :math:`\lambda \max(1/3, 1 - (2\rho - 1)^3)`, at least ``1e-15``.
+
+    ``rho`` is clipped to 1 first (the same value: the factor is 1/3 for every
+    ``rho >= 1``), so that a gain ratio of ``1e200`` (a predicted reduction that rounds to
+    almost nothing) does not overflow the cube.
+    """
+    r = min(rho, 1.0)
+    return max(lam * max(1 / 3, 1 - (2 * r - 1) ** 3), 1e-15)
 
 
 def _activation_mask(model: nn.Module, vec: list[Tensor], device: torch.device) -> Tensor | None:
