@@ -29,8 +29,8 @@ import sepneuron.fitting.loop as fit_loop
 from sepneuron.baselines import PlainMLP, count_parameters, hidden_for_budget
 from sepneuron.bench.fitters import fit_then
 from sepneuron.bench.runner import _data
-from sepneuron.init import init_from_data_
 from sepneuron.layers import SeparatedMLP
+from sepneuron.selection import fit_select
 from sepneuron.stages import fit_stages
 from sepneuron.tasks import TASKS as ALL_TASKS
 from sepneuron.train import Callback, TrainConfig, fit
@@ -75,6 +75,9 @@ _RECIPES: dict[str, tuple[str, dict[str, Any]]] = {
 # the headline's residual stages (the estimator's stages="auto")
 _PLATEAU = {"stages": 3, "stage_schedule": "plateau", "patience": 50}
 
+# the hidden sizes of the race recipes (default_select*)
+_RACE = ((12, 12), (64,))
+
 # TrainConfig() exactly as it is (the library's default recipe), and variants of it
 DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default": ("tanh", {}),
@@ -105,10 +108,10 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     # choose the network by a hold-out race: each candidate trained for `share` of the time
     # on 85 % of the points, the one with the lowest validation MSE continued on all points
     # (plateau stages) for the time left
-    **{f"default_select{int(100 * s)}": ("tanh", {**_PLATEAU, "select": ((12, 12), (64,)),
-                                                  "select_share": s}) for s in (0.1, 0.2, 0.3, 0.4)},
+    **{f"default_select{int(100 * s)}": ("tanh", {**_PLATEAU, "select": _RACE, "select_share": s})
+       for s in (0.1, 0.2, 0.3, 0.4)},
     # the same, but [64] must beat [12, 12] by a factor 10 in validation MSE to be chosen
-    **{f"default_select{int(100 * s)}_m10": ("tanh", {**_PLATEAU, "select": ((12, 12), (64,)),
+    **{f"default_select{int(100 * s)}_m10": ("tanh", {**_PLATEAU, "select": _RACE,
                                                       "select_share": s, "select_margin": 10.0})
        for s in (0.1, 0.2)},
 }
@@ -147,38 +150,22 @@ class _GapDecay(Callback):
 
 def _run_select(model_name: str, fields: dict[str, Any], X, y, Xt, yt, seed: int,
                 seconds: float) -> tuple[float, int]:
-    """The hold-out race of the ``default_select*`` recipes (see DEFAULTS)."""
+    """The hold-out race of the ``default_select*`` recipes (sepneuron.fit_select)."""
     candidates, share = fields.pop("select"), fields.pop("select_share")
     margin = fields.pop("select_margin", 1.0)
     stages, schedule = fields.pop("stages"), fields.pop("stage_schedule")
-    perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(seed + 7))
-    n_val = max(1, (15 * X.shape[0]) // 100)
-    iv, it = perm[:n_val], perm[n_val:]
-    base = {"steps": 10**9, "eval_every": 10**9, "diagnostics": False, "seed": seed, **fields}
-    scored, steps = [], 0
-    for hidden in candidates:
-        net = build(model_name, X.shape[1], seed, hidden)
-        h = fit(net, X[it], y[it], TrainConfig(**{**base, "max_time": share * seconds}))
-        steps += h.steps_done
-        with torch.no_grad():
-            scored.append((float((net(X[iv]) - y[iv]).pow(2).mean()), hidden, net, h))
-    val, hidden, winner, h0 = min(scored, key=lambda r: r[0] * (1.0 if r is scored[0] else margin))
-    left = seconds - sum(r[3].time[-1] for r in scored)
-    cfg = TrainConfig(**{**base, "max_time": left, "init": "default"})
-
-    def make_model(i: int) -> torch.nn.Module:
-        if i == 0:
-            return winner
-        net = build(model_name, X.shape[1], seed + 100 * i, hidden)
-        return init_from_data_(net, X, generator=torch.Generator().manual_seed(seed + i))
-
-    staged, hs = fit_stages(make_model, X, y, cfg, stages=stages, schedule=schedule)
+    cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,
+                         "diagnostics": False, "seed": seed, **fields})
+    makers = [lambda i, h=h: build(model_name, X.shape[1], seed + 100 * i, h) for h in candidates]
+    staged, hs, sel = fit_select(makers, X, y, cfg, share=share, margin=margin, stages=stages,
+                                 schedule=schedule)
     with torch.no_grad():
         rmse = float((staged(Xt) - yt).pow(2).mean().sqrt())
-    print(f"#   chose {list(hidden)} (validation MSEs "
-          + ", ".join(f"{list(r[1])}: {r[0]:.2e}" for r in scored) + ")",
-          file=sys.stderr, flush=True)
-    return rmse, steps + sum(h.steps_done for h in hs)
+    print(f"#   chose {list(candidates[sel.chosen])} (validation MSEs "
+          + ", ".join(f"{list(h)}: {v:.2e}" for h, v in zip(candidates, sel.validation_mse,
+                                                                   strict=True))
+          + ")", file=sys.stderr, flush=True)
+    return rmse, sel.steps + sum(h.steps_done for h in hs)
 
 
 def run_one(recipe: str, task: str, seed: int, seconds: float,

@@ -29,7 +29,7 @@ from sepneuron.bench.methods import (
 from sepneuron.bench.report import build_report
 from sepneuron.bench.report_compare import compare_sections
 from sepneuron.bench.suites import SUITES, Budget, estimated_wall_s
-from sepneuron.settings import DEFAULT_HIDDEN_SIZES
+from sepneuron.settings import AUTO_HIDDEN_CANDIDATES, DEFAULT_HIDDEN_SIZES
 from sepneuron.tasks import TASKS
 from sepneuron.train import TrainConfig
 
@@ -124,7 +124,23 @@ def test_estimator_default_is_the_estimator_on_raw_data():
     sd = float(y.std())  # the bench's standardisation: (v - mean) / std of y_train
     expect = np.sqrt(np.mean(((reg.predict(Xt.numpy()) - yt[:, 0].numpy()) / sd) ** 2))
     assert row["test_rmse"] == pytest.approx(expect, rel=1e-9)
-    assert spec["model"]["hidden"] == list(SeparatedMLPRegressor().hidden_layer_sizes)
+    assert SeparatedMLPRegressor().hidden_layer_sizes == "auto"   # a race of these:
+    assert spec["model"]["race"]["hidden"] == [list(c) for c in AUTO_HIDDEN_CANDIDATES]
+    assert spec["model"]["hidden"] == list(AUTO_HIDDEN_CANDIDATES[0])
+
+
+def test_the_default_recipe_races_its_networks_in_its_budget():
+    spec = make_spec("kan_exp", HEADLINE, 0, Budget(steps=40), **TINY)
+    assert spec["select"]["hidden"] == [list(c) for c in AUTO_HIDDEN_CANDIDATES]
+    row = run_one(spec)
+    assert row["status"] == "ok", row["error"]
+    sel = row["metrics"]["selection"]
+    assert sel["hidden"] in spec["select"]["hidden"] and len(sel["validation_mse"]) == 2
+    share = spec["select"]["share"]
+    assert sel["race_steps"] == 2 * int(share * 40) and row["steps"] <= 40
+    c = row["curve"]  # the winner's curve starts where the race ended
+    assert c["eval_step"][0] == sel["race_steps"] and c["eval_time"][0] >= sel["race_seconds"]
+    assert row["metrics"]["stages"][-1]["steps"] == row["steps"]
 
 
 # -- suites ----------------------------------------------------------------------------------

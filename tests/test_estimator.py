@@ -42,7 +42,10 @@ def _data(n: int = 120, k: int | None = None, seed: int = 0):
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-@parametrize_with_checks([_small()], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+# _small() fits one network; the defaults' hidden_layer_sizes="auto" races two (max_steps=30:
+# 6 steps each, then 18 for the winner)
+@parametrize_with_checks([_small(), SeparatedMLPRegressor(max_steps=30)],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)
 
@@ -256,3 +259,54 @@ def test_auto_stages_add_a_network_only_after_a_plateau(tmp_path):
         one = SeparatedMLPRegressor(max_steps=10, **kw, **extra).fit(X, y)
         assert isinstance(one.model_, PlainMLP) and len(one.histories_) == 1, extra
     assert (tmp_path / "c.pt").exists()
+
+
+# -- hidden_layer_sizes="auto": a race of networks (sepneuron.selection) ----------------------
+
+
+def test_auto_sizes_race_the_candidates_and_train_the_winner_within_max_steps():
+    from sepneuron.settings import AUTO_HIDDEN_CANDIDATES, SELECT_SHARE
+
+    X, y = _data(200)
+    est = SeparatedMLPRegressor(max_steps=60, random_state=0).fit(X, y)
+    sel = est.selection_
+    assert len(sel.validation_mse) == len(AUTO_HIDDEN_CANDIDATES) == 2
+    assert est.hidden_layer_sizes_ == AUTO_HIDDEN_CANDIDATES[sel.chosen]
+    assert sel.steps == 2 * int(SELECT_SHARE * 60)
+    assert est.n_iter_ == sel.steps + sum(h.steps_done for h in est.histories_) <= 60
+    assert est.score(X, y) > 0.99
+    again = SeparatedMLPRegressor(max_steps=60, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(est.predict(X), again.predict(X))
+
+
+def test_auto_sizes_use_the_first_candidate_without_a_race_where_one_cannot_run(tmp_path):
+    from sepneuron.settings import AUTO_HIDDEN_CANDIDATES
+
+    X, y = _data(200)
+    for kw, data in (({"max_steps": 10}, (X, y)), ({"max_steps": 60}, (X[:12], y[:12])),
+                     ({"max_steps": 60, "checkpoint_path": tmp_path / "c.pt"}, (X, y))):
+        est = SeparatedMLPRegressor(random_state=0, **kw).fit(*data)
+        assert est.selection_.race == [] and est.hidden_layer_sizes_ == AUTO_HIDDEN_CANDIDATES[0]
+    explicit = SeparatedMLPRegressor(hidden_layer_sizes=(6, 5), max_steps=30).fit(X, y)
+    assert explicit.selection_.race == [] and explicit.hidden_layer_sizes_ == (6, 5)
+
+
+def test_auto_sizes_with_every_kind_and_stage_setting():
+    X, y = _data(150)
+    for kind in ("tanh", "softplus", "relu"):
+        for stages in ("auto", 1, 2):
+            est = SeparatedMLPRegressor(kind=kind, stages=stages, max_steps=40,
+                                        random_state=1).fit(X, y)
+            assert len(est.selection_.validation_mse) == 2, (kind, stages)
+            assert np.isfinite(est.predict(X)).all() and est.n_iter_ >= 16
+
+
+def test_a_misspelt_auto_is_refused_by_name():
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        SeparatedMLPRegressor(hidden_layer_sizes="Auto", max_steps=5).fit(*_data(40))
+
+
+def test_default_sizes_pass_check_regressors_train_with_300_steps():
+    from sklearn.utils.estimator_checks import check_regressors_train
+
+    check_regressors_train("SeparatedMLPRegressor", SeparatedMLPRegressor(max_steps=300))

@@ -9,6 +9,7 @@ this module works without it, fitting does not.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +29,15 @@ from .layers import SeparatedMLP
 from .params import Param, is_int
 from .progress import TrainingProgress
 from .scaling import standardize, standardizer
-from .settings import DEFAULT_HIDDEN_SIZES, DEFAULT_PATIENCE, DEFAULT_STAGES
+from .selection import Selection, fit_select
+from .settings import (
+    AUTO_HIDDEN_CANDIDATES,
+    DEFAULT_PATIENCE,
+    DEFAULT_STAGES,
+    SELECT_MARGIN,
+    SELECT_SHARE,
+    SELECT_VALIDATION_FRACTION,
+)
 from .stages import fit_stages
 from .train import History, TrainConfig, fit
 
@@ -51,6 +60,9 @@ except ImportError:  # pragma: no cover - older scikit-learn
 __all__ = ["ESTIMATOR_KINDS", "PARAMETER_CONSTRAINTS", "SeparatedMLPRegressor"]
 
 _PREDICT_CHUNK = 65536  # rows per forward pass in predict (bounds memory)
+# hidden_layer_sizes="auto" races only with enough rows to hold some out and enough steps
+# to give each candidate a few; below, it is the first candidate
+_RACE_MIN_ROWS, _RACE_MIN_STEPS = 20, 20
 
 
 def _require_sklearn() -> None:
@@ -67,7 +79,8 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     exactly at every step (variable projection), kinks initialised inside the data, stop
     at ``max_steps``, ``max_time`` or a plateau -- on a plain *tanh* MLP
     (``kind="tanh"``), which under this trainer beat the separated SoftPlus analog on 3
-    of the 4 benchmark tasks (docs/varpro.md has the table). ``kind="softplus"`` or
+    of the 4 benchmark tasks (docs/varpro.md has the table), of the hidden sizes that win a
+    hold-out race inside the budget (``hidden_layer_sizes="auto"``). ``kind="softplus"`` or
     ``"relu"`` gives the separated neurons, with ``q, c, d`` by ``rule``.
 
     Inputs and targets are standardised internally (per column, without overflow or
@@ -76,8 +89,14 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     ``(n, k)``.
 
     Parameters:
-        hidden_layer_sizes: widths of the hidden layers (positive ints; default
-            :data:`~sepneuron.settings.DEFAULT_HIDDEN_SIZES`, ``(12, 12)``).
+        hidden_layer_sizes: widths of the hidden layers (positive ints), or ``"auto"`` (the
+            default): race the networks of
+            :data:`~sepneuron.settings.AUTO_HIDDEN_CANDIDATES` (``(12, 12)`` and ``(64,)``)
+            on 85 % of the rows for 20 % of the budget each, score them on the other 15 %,
+            and train the winner on all rows for the rest (:func:`sepneuron.fit_select`;
+            ``(64,)`` must have a ten times lower validation MSE to be chosen). With
+            ``checkpoint_path`` or ``resume``, fewer than 20 rows or ``max_steps < 20``,
+            ``"auto"`` is ``(12, 12)`` without a race.
         kind: ``"softplus"`` or ``"relu"``: the separated analog of each hidden neuron;
             ``"tanh"``: a plain tanh MLP (``PlainMLP``) trained the same way.
         rule: tuner rule for ``q``, ``c``, ``d`` (a name of ``sepneuron.RULES``); ``"grad"``
@@ -134,8 +153,11 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
     ``stages > 1``), ``history_`` (:class:`~sepneuron.History` of the first stage),
     ``histories_`` (one per stage), ``loss_curve_`` (training MSE per step of the first
     stage, in standardised units), ``n_iter_`` (steps done, all stages), ``n_features_in_``,
-    ``n_outputs_``, ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``. With
-    ``stages="auto"``, ``model_`` is the network itself when no second stage was added.
+    ``n_outputs_``, ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``,
+    ``hidden_layer_sizes_`` (the sizes trained: the race's winner under ``"auto"``) and
+    ``selection_`` (the :class:`~sepneuron.selection.Selection`: validation MSEs, the
+    race's histories; empty without a race). With ``stages="auto"`` or ``1``, ``model_`` is
+    the network itself when no second stage was added. ``n_iter_`` counts the race's steps.
 
     The parameters are declared once (:data:`PARAMETER_CONSTRAINTS`, scikit-learn's
     ``_parameter_constraints``); ``fit`` checks them, ``__init__`` only stores them.
@@ -145,7 +167,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=DEFAULT_HIDDEN_SIZES,
+        hidden_layer_sizes="auto",
         kind="tanh",
         rule="newton",
         optimizer="lm",
@@ -265,8 +287,6 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         """Standardise ``X`` ``(n, m)`` and ``y`` ``(n,)`` or ``(n, k)``, train; returns self."""
         _require_sklearn()
         self._validate_params()
-        sizes = self.hidden_layer_sizes
-        hidden = [int(s) for s in ((sizes,) if is_int(sizes) else sizes)]
         weight_seed, fit_seed = self._seeds()
         cfg = self._config(fit_seed)
         check_ndim(X, y)
@@ -284,22 +304,46 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         dt = cfg.torch_dtype
         n_in = X.shape[1]
 
-        def make_model(stage: int) -> torch.nn.Module:
-            # Built on the CPU with a CPU generator, so every device starts from the same weights.
-            gen = torch.Generator().manual_seed(weight_seed + stage)
-            if self.kind in PLAIN_KINDS:
-                from .baselines.mlp import PlainMLP
+        def factory(hidden: list[int]) -> Callable[[int], torch.nn.Module]:
+            def make_model(stage: int) -> torch.nn.Module:
+                # Built on the CPU with a CPU generator: every device starts from the same weights.
+                gen = torch.Generator().manual_seed(weight_seed + stage)
+                if self.kind in PLAIN_KINDS:
+                    from .baselines.mlp import PlainMLP
 
-                return PlainMLP(n_in, hidden, self.n_outputs_, self.kind, dtype=dt, generator=gen)
-            return SeparatedMLP(n_in, hidden, self.n_outputs_, kind=self.kind, dtype=dt,
-                                generator=gen)
+                    return PlainMLP(n_in, hidden, self.n_outputs_, self.kind, dtype=dt,
+                                    generator=gen)
+                return SeparatedMLP(n_in, hidden, self.n_outputs_, kind=self.kind, dtype=dt,
+                                    generator=gen)
+            return make_model
 
+        candidates = self._candidates(X.shape[0], cfg.steps)
+        self.hidden_layer_sizes_ = candidates[0]
+        self.selection_ = Selection()
+        make_model = factory(list(candidates[0]))
         Xt, yt = torch.tensor(Xs, dtype=dt), torch.tensor(ys, dtype=dt)
         progress = None
         if self.verbose:  # a line per evaluation and at least every 2 s, then a summary
             progress = TrainingProgress(steps=cfg.steps, max_time=cfg.max_time, stream=sys.stdout,
                                         bar=False, every=2.0, on_eval=True)
         stages, schedule = self._stage_plan()
+        if len(candidates) > 1:
+            staged, histories, self.selection_ = fit_select(
+                [factory(list(c)) for c in candidates], Xt, yt, cfg, share=SELECT_SHARE,
+                validation_fraction=SELECT_VALIDATION_FRACTION, margin=SELECT_MARGIN,
+                stages=stages, schedule=schedule, progress=progress)
+            self.hidden_layer_sizes_ = candidates[self.selection_.chosen]
+            winner = self.selection_.race[self.selection_.chosen]
+            assert winner is not None
+            if not histories:           # the race used the whole budget
+                histories = [winner]
+            first = staged.stages[0].net
+            assert isinstance(first, torch.nn.Module)
+            single = len(staged.stages) == 1 and (stages == 1 or schedule == "plateau")
+            self._set_fitted(first if single else staged, histories)
+            if progress is not None:
+                progress.close(histories[0], summary=True)
+            return self
         if stages > 1:
             staged, histories = fit_stages(make_model, Xt, yt, cfg, stages=stages,
                                            schedule=schedule, progress=progress)
@@ -323,12 +367,22 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             progress.close(history, summary=True)
         return self
 
+    def _candidates(self, n_rows: int, steps: int) -> tuple[tuple[int, ...], ...]:
+        """The hidden sizes to train: one tuple, or the race's under ``"auto"``."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, str):     # "auto" (validated)
+            if (self.checkpoint_path is not None or self.resume or n_rows < _RACE_MIN_ROWS
+                    or steps < _RACE_MIN_STEPS):
+                return AUTO_HIDDEN_CANDIDATES[:1]
+            return AUTO_HIDDEN_CANDIDATES
+        return (tuple(int(s) for s in ((sizes,) if is_int(sizes) else sizes)),)
+
     def _set_fitted(self, model: torch.nn.Module, histories: list[History]) -> None:
         self.model_ = model
         self.histories_: list[History] = histories
         self.history_: History = histories[0]
         self.loss_curve_ = list(histories[0].loss)
-        self.n_iter_ = sum(h.steps_done for h in histories)
+        self.n_iter_ = self.selection_.steps + sum(h.steps_done for h in histories)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:

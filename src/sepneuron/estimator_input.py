@@ -25,7 +25,7 @@ _SAME = ("rule", "optimizer", "output_layer", "init", "max_time", "patience",
          "min_improvement", "batch_size", "dtype", "checkpoint_path", "checkpoint_every",
          "resume")
 PARAMETER_CONSTRAINTS: dict[str, Param | str] = {
-    "hidden_layer_sizes": MODEL_PARAMS["hidden_sizes"],
+    "hidden_layer_sizes": replace(MODEL_PARAMS["hidden_sizes"], also=("auto",)),
     "kind": replace(MODEL_PARAMS["kind"], help="the separated analog of each hidden neuron, "
                     "or a plain activation", choices=lambda: ESTIMATOR_KINDS),
     "learning_rate": replace(PARAMS["lr"], none=True),

@@ -71,7 +71,7 @@ def _check(n_candidates: int, n_rows: int, share: float, validation_fraction: fl
         raise ValueError(f"margin must be a finite number >= 1, got {margin!r}")
     if n_candidates < 1:
         raise ValueError("candidates must name at least one network factory")
-    if not (isinstance(share, (int, float)) and 0 < share and n_candidates * share < 1):
+    if not (isinstance(share, (int, float)) and share > 0 and n_candidates * share < 1):
         raise ValueError(f"share must be > 0 with len(candidates) * share < 1 (the winner needs "
                          f"budget left), got share={share!r} for {n_candidates} candidates")
     if not (isinstance(validation_fraction, (int, float)) and 0 < validation_fraction < 1):
@@ -168,7 +168,8 @@ def fit_select(
             return nets[chosen]
         net = make_chosen(i)
         if cfg.init == "data":  # what fit would draw for stage i (seed config.seed + i)
-            init_from_data_(net.to(dev, dt), X, generator=torch.Generator().manual_seed(cfg.seed + i))
+            gen = torch.Generator().manual_seed(cfg.seed + i)
+            init_from_data_(net.to(dev, dt), X, generator=gen)
         return net
 
     model, histories = fit_stages(make_model, X, y, rest, stages=stages, schedule=schedule,

@@ -18,14 +18,35 @@ from typing import Any
 from .optimizers import DEFAULT_LR as _STEP_SIZES, NAMES as _NAMES
 from .params import Param
 
-__all__ = ["DEFAULT_HIDDEN_SIZES", "DEFAULT_LR", "DEFAULT_PATIENCE", "DEFAULT_STAGES", "DTYPES",
-           "MODEL_PARAMS", "OPTIMIZERS", "PARAMS", "SCHEDULES", "validate_config"]
+__all__ = ["AUTO_HIDDEN_CANDIDATES", "DEFAULT_HIDDEN_SIZES", "DEFAULT_LR", "DEFAULT_PATIENCE",
+           "DEFAULT_STAGES", "DTYPES", "MODEL_PARAMS", "OPTIMIZERS", "PARAMS", "SCHEDULES",
+           "SELECT_MARGIN", "SELECT_SHARE", "SELECT_VALIDATION_FRACTION", "validate_config"]
 
 DEFAULT_HIDDEN_SIZES = (12, 12)
-"""The default recipe's network (the estimator's ``hidden_layer_sizes``): on the paper suite
+"""The default recipe's first network (the first of :data:`AUTO_HIDDEN_CANDIDATES`, the
+estimator's ``hidden_layer_sizes="auto"``): on the paper suite
 (1000 points, 8 s) a [12, 12] tanh net under the recipe beat the [32, 32] one on 12 of 13
 tasks (docs/results/paper/report.md and the README) -- LM steps cost O(n P^2), so ~200
 parameters take ~15-20x the steps of ~1150 in the same time."""
+
+AUTO_HIDDEN_CANDIDATES = ((12, 12), (64,))
+"""The networks that the estimator's ``hidden_layer_sizes="auto"`` races
+(:func:`sepneuron.selection.fit_select`): the default ``[12, 12]`` and one wide layer. On the
+paper suite's smooth targets in 2-3 inputs ``[64]`` reached 3-16x lower test RMSE than
+``[12, 12]`` in the same 8 s; on kinked ones and the most precise fits it was worse
+(docs/varpro.md, "Choosing the network by a race")."""
+
+SELECT_SHARE = 0.2
+"""The share of the budget that each candidate of ``hidden_layer_sizes="auto"`` trains for in
+the race (two candidates: 40 %, of which the winner's 20 % is kept)."""
+
+SELECT_MARGIN = 10.0
+"""``hidden_layer_sizes="auto"``: a candidate after the first (``[12, 12]``) wins the race only
+with a validation MSE ten times lower; a deeper network's error keeps falling after the race
+where one wide layer's has levelled off (``kan_exp``, ``product``)."""
+
+SELECT_VALIDATION_FRACTION = 0.15
+"""The share of the training rows that the race holds out to score the candidates."""
 
 DEFAULT_STAGES = 3
 """The estimator's ``stages="auto"``: up to this many networks, each after a plateau of the one

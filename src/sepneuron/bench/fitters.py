@@ -60,8 +60,22 @@ def external_train_spec(method, budget, seed: int,
         given["max_time"] = budget.seconds
     else:
         given["max_steps"] = budget.steps
-    model = {**model, "hidden": list(defaults["hidden_layer_sizes"]),
-             "activation": defaults.get("kind")}
+    sizes = defaults["hidden_layer_sizes"]
+    model = {**model, "activation": defaults.get("kind")}
+    if sizes == "auto":  # a race (sepneuron.selection): its candidates and settings in the key
+        from ..settings import (
+            AUTO_HIDDEN_CANDIDATES,
+            SELECT_MARGIN,
+            SELECT_SHARE,
+            SELECT_VALIDATION_FRACTION,
+        )
+
+        model["hidden"] = list(AUTO_HIDDEN_CANDIDATES[0])
+        model["race"] = {"hidden": [list(c) for c in AUTO_HIDDEN_CANDIDATES],
+                         "share": SELECT_SHARE, "margin": SELECT_MARGIN,
+                         "validation_fraction": SELECT_VALIDATION_FRACTION}
+    else:
+        model["hidden"] = [sizes] if isinstance(sizes, int) else list(sizes)
     return model, {"defaults": defaults, "given": given}
 
 
@@ -194,7 +208,9 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
 
     y_std = ((y - mu) / sd)[:, 0].numpy()
     h = reg.history_
-    train_time = sum(hh.time[-1] for hh in reg.histories_ if hh.time)  # every stage
+    train_time = reg.selection_.seconds + sum(  # the race and every stage after it
+        hh.time[-1] for hh in reg.histories_
+        if hh.time and all(hh is not r for r in reg.selection_.race))
     test_rmse, train_rmse = _rmse(std_pred(Xt), yt_std.numpy()), _rmse(std_pred(X), y_std)
     n = spec["grid_n"]
     err = (std_pred(Xg) - yg_std[:, 0].numpy()).reshape(n, n).astype(np.float32)
@@ -206,6 +222,7 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
                   "train_loss_time": list(h.time), "train_loss": list(h.loss)},
         "metrics": {"stop_reason": reg.histories_[-1].stop_reason,
                     "stages_trained": len(reg.histories_),
+                    "hidden": list(reg.hidden_layer_sizes_),
                     "events": [e for hh in reg.histories_ for e in hh.events]},
         "grid": err.tobytes(),
     }
@@ -217,33 +234,54 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
 def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
     """``spec["stages"]`` networks of the spec's architecture, each on the rescaled residual
     of the ones before (:func:`sepneuron.stages.fit_stages`, one shared time budget, its
-    schedule ``spec["stage_schedule"]``, default ``"even"``).
+    schedule ``spec["stage_schedule"]``, default ``"even"``); with ``spec["select"]``, the
+    architecture is the winner of a hold-out race of its hidden sizes
+    (:func:`sepneuron.selection.fit_select`; ``metrics["selection"]`` says who won), whose
+    time and steps count in the budget.
     ``metrics["stages"]``: per stage trained, the test and train RMSE of the sum so far,
     the training seconds at its end and whether it was added (a stage that would raise the
     training loss is not). The curve is the first stage's, then one point per later stage."""
     from ..baselines import PlainMLP, count_parameters
     from ..layers import SeparatedMLP
+    from ..selection import Selection, fit_select
     from ..stages import fit_stages
 
     X, y, Xt, yt, Xg, yg = data
     m = spec["model"]
     cls = SeparatedMLP if m["type"] == "separated" else PlainMLP
 
-    def make_model(i: int) -> torch.nn.Module:
-        gen = torch.Generator().manual_seed(spec["seed"] + 1000 * i)
-        return cls(X.shape[1], m["hidden"], 1, m["activation"], dtype=torch.float64,
-                   generator=gen)
+    def factory(hidden: list[int]):
+        def make_model(i: int) -> torch.nn.Module:
+            gen = torch.Generator().manual_seed(spec["seed"] + 1000 * i)
+            return cls(X.shape[1], hidden, 1, m["activation"], dtype=torch.float64,
+                       generator=gen)
+        return make_model
 
     train = dict(spec["train"])
     train["conditioning"] = tuple(train.get("conditioning", ()))
-    model, histories = fit_stages(make_model, X, y, TrainConfig(**train),
-                                  stages=int(spec["stages"]),
-                                  schedule=spec.get("stage_schedule", "even"), X_test=Xt, y_test=yt)
+    cfg, stages = TrainConfig(**train), int(spec.get("stages", 1))
+    schedule = spec.get("stage_schedule", "even")
+    selection, race = Selection(), spec.get("select")
+    if race:
+        model, histories, selection = fit_select(
+            [factory(h) for h in race["hidden"]], X, y, cfg, share=race["share"],
+            margin=race["margin"], validation_fraction=race["validation_fraction"],
+            stages=stages, schedule=schedule, X_test=Xt, y_test=yt)
+        if not histories:  # the race took the whole budget: the winner's race is its history
+            winner = selection.race[selection.chosen]
+            assert winner is not None
+            histories = [winner]
+    else:
+        model, histories = fit_stages(factory(m["hidden"]), X, y, cfg, stages=stages,
+                                      schedule=schedule, X_test=Xt, y_test=yt)
     with torch.no_grad():
         parts = [(st(X), st(Xt)) for st in model.stages]
         err = (model(Xg) - yg).reshape(spec["grid_n"], spec["grid_n"])
     records: list[dict[str, Any]] = []
-    used, added, steps = 0.0, 0, 0
+    # the race's time and steps come first (unless the winner's race is the only history)
+    raced = bool(race) and histories[0] is not selection.race[selection.chosen]
+    t0, k0 = (selection.seconds, selection.steps) if raced else (0.0, 0)
+    used, added, steps = t0, 0, k0
     fx, ft = torch.zeros_like(y), torch.zeros_like(yt)
     for h in histories:
         used += h.time[-1] if h.time else 0.0
@@ -258,7 +296,9 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
                         "stop_reason": h.stop_reason})
     first = histories[0]
     curve: dict[str, list[Any]] = {
-        "eval_step": list(first.eval_step), "eval_time": list(first.eval_time),
+        # after a race, the first stage's clock and steps start where the race ended
+        "eval_step": [k + k0 for k in first.eval_step],
+        "eval_time": [t + t0 for t in first.eval_time],
         "test_rmse": list(first.test_rmse), "train_rmse": list(first.train_rmse)}
     for rec in records[1:]:
         curve["eval_step"].append(rec["steps"])
@@ -270,7 +310,11 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
         "train_time": used, "steps": steps, "n_params": count_parameters(model),
         "dead_fraction": [], "curve": curve,
         "metrics": {"stop_reason": histories[-1].stop_reason, "stages": records,
-                    "events": [e for h in histories for e in h.events]},
+                    "events": [e for h in histories for e in h.events],
+                    **({"selection": {"hidden": race["hidden"][selection.chosen],
+                                      "validation_mse": selection.validation_mse,
+                                      "race_seconds": selection.seconds,
+                                      "race_steps": selection.steps}} if race else {})},
         "grid": err.to(torch.float32).numpy().tobytes(),
     }
 
@@ -283,6 +327,6 @@ def fitter_for(spec: dict[str, Any]):
     """The fitter of a spec that is not one :func:`~sepneuron.fit` call, else None."""
     if spec["model"]["type"] in EXTERNAL_FITTERS:
         return EXTERNAL_FITTERS[spec["model"]["type"]]
-    if int(spec.get("stages", 1)) > 1:
+    if int(spec.get("stages", 1)) > 1 or spec.get("select"):
         return _fit_stages
     return None

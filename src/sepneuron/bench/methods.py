@@ -135,6 +135,7 @@ class Method:
     then: dict[str, Any] | None = None  # a second phase (Adam then L-BFGS): see ADAM_SHARE
     stages: int = 1            # residual stages (sepneuron.stages.fit_stages) when above 1
     stage_schedule: str = "even"  # fit_stages' schedule: "even" or "plateau"
+    select: tuple[tuple[int, ...], ...] = ()  # hidden sizes raced by fit_select (first: hidden)
 
     def train_overrides(self) -> dict[str, Any]:
         """TrainConfig fields this method sets (the rest are TrainConfig defaults)."""

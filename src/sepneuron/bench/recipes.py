@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..settings import DEFAULT_HIDDEN_SIZES, DEFAULT_PATIENCE, DEFAULT_STAGES
+from ..settings import (
+    AUTO_HIDDEN_CANDIDATES,
+    DEFAULT_HIDDEN_SIZES,
+    DEFAULT_PATIENCE,
+    DEFAULT_STAGES,
+    SELECT_MARGIN,
+    SELECT_SHARE,
+)
 
 if TYPE_CHECKING:
     from .methods import Method
@@ -103,7 +110,7 @@ def issue12_methods() -> list[Method]:
         Method("sklearn_lbfgs_tanh_small", "peer", "sklearn", "tanh", "sklearn",
                hidden=list(DEFAULT_HIDDEN_SIZES),
                description="sklearn_lbfgs_tanh on the estimator's default hidden sizes "
-               f"{list(DEFAULT_HIDDEN_SIZES)} (the same network as estimator_default)"),
+               f"{list(DEFAULT_HIDDEN_SIZES)} (the first network that estimator_default races)"),
     ]
     for act in ("tanh", "softplus"):
         out.append(Method(f"{act}_vplm", "recipe", "plain", act, "vplm",
@@ -124,14 +131,19 @@ def issue12_methods() -> list[Method]:
                               stages=int(change.get("stages", 1)),
                               description=f"{RECIPE_BASE} with {_RECIPE_WORDS[label]}"))
     model, act = _default_model()
+    race = " or ".join(str(list(c)) for c in AUTO_HIDDEN_CANDIDATES)
     out.append(Method("sepneuron_default", "default", model, act, "default",
-                      hidden=list(DEFAULT_HIDDEN_SIZES), stages=DEFAULT_STAGES,
+                      hidden=list(AUTO_HIDDEN_CANDIDATES[0]), stages=DEFAULT_STAGES,
                       stage_schedule="plateau", extra={"patience": DEFAULT_PATIENCE},
+                      select=AUTO_HIDDEN_CANDIDATES,
                       description="the library's default recipe: TrainConfig() defaults, only "
-                      "the budget set, with residual stages after a plateau as the "
-                      f"estimator's stages='auto' (fit_stages, up to {DEFAULT_STAGES} stages, "
-                      f"schedule 'plateau', patience {DEFAULT_PATIENCE}), on the estimator's "
-                      f"default network (kind and sizes: {list(DEFAULT_HIDDEN_SIZES)})"))
+                      f"the budget set, on {race} as the estimator's hidden_layer_sizes='auto' "
+                      f"chooses (fit_select: each trained for {SELECT_SHARE:.0%} of the budget "
+                      "on 85% of the points, the later ones must win by a factor "
+                      f"{SELECT_MARGIN:g} in validation MSE), the winner trained on in residual "
+                      "stages after a plateau as the estimator's stages='auto' (up to "
+                      f"{DEFAULT_STAGES} stages, schedule 'plateau', patience "
+                      f"{DEFAULT_PATIENCE}); kind: {act}"))
     out.append(Method("tanh_vplm_stages", "recipe", "plain", "tanh", "vplm",
                       stages=PRECISION_STAGES, extra={"patience": STAGE_PATIENCE},
                       description=f"tanh_vplm in {PRECISION_STAGES} residual stages, each "

@@ -24,7 +24,7 @@ from .methods import HEADLINE, METHODS, PAPER_QUESTION, PEERS, RECIPE_BASE, RECI
 from .stats import geomean
 
 __all__ = ["compare_sections", "headline_section", "estimator_section",
-           "paper_question_section", "recipe_section", "stages_section"]
+           "paper_question_section", "recipe_section", "selection_section", "stages_section"]
 
 ESTIMATOR = "estimator_default"
 SKLEARN = ("sklearn_lbfgs_tanh_small", "sklearn_lbfgs_tanh")
@@ -50,6 +50,40 @@ def _hidden(rows: Sequence[dict[str, Any]], method: str) -> Any:
                  if r["method"] == method and r.get("config")), None)
 
 
+def _race(rows: Sequence[dict[str, Any]], method: str) -> str:
+    """Words on ``method``'s race of hidden sizes (``""`` if its config has none)."""
+    race = next((r["config"].get("select") for r in rows
+                 if r["method"] == method and r.get("config")), None)
+    if not race:
+        return ""
+    names = " and ".join(str(h) for h in race["hidden"])
+    return (f", its network chosen by a hold-out race of {names} as the estimator's "
+            "`hidden_layer_sizes=\"auto\"` does (`fit_select`: each trained for "
+            f"{race['share']:.0%} of the budget on {1 - race['validation_fraction']:.0%} of "
+            f"the points, a later one chosen only with a {race['margin']:g}x lower "
+            "validation MSE, the winner trained on all points for the rest)")
+
+
+def selection_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Per task and method with a race: how many seeds chose each hidden size."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for r in rows:
+        m = (r.get("metrics") or {}) if r.get("status") == "ok" else {}
+        hidden = (m.get("selection") or {}).get("hidden", m.get("hidden"))
+        if hidden is None or r["method"] not in (HEADLINE, "estimator_default"):
+            continue
+        cell = counts.setdefault((r["task"], r["method"]), {})
+        cell[str(hidden)] = cell.get(str(hidden), 0) + 1
+    if not counts:
+        return []
+    out = ["## The networks the race chose", "",
+           "Seeds on which each hidden size won the hold-out race (`sepneuron.fit_select`; "
+           "the estimator's `hidden_layer_sizes=\"auto\"`).", ""]
+    body = [[t, f"`{m}`", ", ".join(f"{h}: {n}" for h, n in sorted(c.items()))]
+            for (t, m), c in sorted(counts.items())]
+    return out + md_table(["task", "method", "seeds per winner"], body) + [""]
+
+
 def headline_section(rows: Sequence[dict[str, Any]], budget_text: str) -> list[str]:
     table = headline(rows)
     if table.empty:
@@ -59,11 +93,12 @@ def headline_section(rows: Sequence[dict[str, Any]], budget_text: str) -> list[s
     out = [
         "## Headline: the default recipe against the best of today's peers", "",
         f"`{HEADLINE}` is the library's default recipe: `TrainConfig()`'s defaults, only the "
-        f"budget set ({_recipe(rows, HEADLINE)}), with residual stages after a plateau as "
-        "the estimator's `stages=\"auto\"` does (`fit_stages(..., schedule=\"plateau\")`: a "
-        "second network on the rescaled residual only when the first stops improving, in "
-        "the same budget). Per task, the *best peer* is the peer with the lowest "
-        "median final test RMSE among those run here (" + ", ".join(f"`{p}`" for p in present)
+        f"budget set ({_recipe(rows, HEADLINE)}){_race(rows, HEADLINE)}, with residual "
+        "stages after a plateau as the estimator's `stages=\"auto\"` does "
+        "(`fit_stages(..., schedule=\"plateau\")`: a second network on the rescaled "
+        "residual only when the first stops improving, in the same budget). Per task, the "
+        "*best peer* is the peer with the lowest median final test RMSE among those run "
+        "here (" + ", ".join(f"`{p}`" for p in present)
         + f"); *ratio* = best peer's median / `{HEADLINE}`'s median at {budget_text}: above "
         "1 the default recipe is more accurate. Medians over seeds; a failed run counts as "
         "an infinite RMSE.", "",
@@ -95,10 +130,16 @@ def estimator_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     if table.empty or not cols:
         return []
     est = _hidden(rows, ESTIMATOR)
+    race = next((r["config"]["model"]["race"] for r in rows if r["method"] == ESTIMATOR
+                 and "race" in (r.get("config") or {}).get("model", {})), None)
     hidden = {p: _hidden(rows, p) for p in cols}
 
     def size(peer: str) -> str:
         h = hidden[peer]
+        if race is not None:
+            same = "the first network the estimator races" if h == est else "not one it races"
+            return (f"hidden sizes {h} ({same}: its `hidden_layer_sizes=\"auto\"` races "
+                    + " and ".join(str(c) for c in race["hidden"]) + ")")
         return (f"hidden sizes {h}: the same as the estimator's" if h == est else
                 f"hidden sizes {h} (the estimator's default network is {est}: not the same "
                 "size)")
@@ -254,5 +295,6 @@ def stages_section(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def compare_sections(rows: Sequence[dict[str, Any]], budget_text: str) -> list[str]:
     """Every issue-12 section that the selection's methods allow, in report order."""
-    return (headline_section(rows, budget_text) + estimator_section(rows)
+    return (headline_section(rows, budget_text) + selection_section(rows)
+            + estimator_section(rows)
             + paper_question_section(rows) + stages_section(rows) + recipe_section(rows))

@@ -86,6 +86,12 @@ def make_spec(
             spec["stages"] = m.stages
             if m.stage_schedule != "even":  # (the even schedule's specs stay as they were)
                 spec["stage_schedule"] = m.stage_schedule
+        if m.select:  # a race of hidden sizes (sepneuron.selection.fit_select): fitters
+            from ..settings import SELECT_MARGIN, SELECT_SHARE, SELECT_VALIDATION_FRACTION
+
+            spec["select"] = {"hidden": [list(c) for c in m.select], "share": SELECT_SHARE,
+                              "margin": SELECT_MARGIN,
+                              "validation_fraction": SELECT_VALIDATION_FRACTION}
     return spec
 
 
