@@ -103,9 +103,12 @@ ABLATION_METHODS = (*ablation_methods("relu", "newton"), *ablation_methods("soft
 RECIPE_METHODS = tuple(recipe_ablation().values())
 """The recipe's separated net and each option switched back (methods.RECIPE_VARIANTS)."""
 
-PRECISION_METHODS = ("sepneuron_stages", "tanh_vplm_stages", "tanh_lbfgs")
-"""Residual stages on the default recipe and on the plain tanh recipe with a plateau stop
-(each stage's first record is the single network's result), and float64 L-BFGS."""
+PRECISION_METHODS = ("sepneuron_precision", "tanh_vplm_stages", "tanh_lbfgs")
+"""The precision recipe (the default recipe on one ``[20, 20]`` net, stages after plateaus),
+the plain tanh recipe in three stages that split the time (each stage's first record is the
+single network's result), and float64 L-BFGS. ``sepneuron_stages`` (the default recipe in
+three even stages on the suite's ``[32, 32]`` budget) ran here until the plateau schedule
+beat it 5.6-21x (docs/varpro.md); ``--methods sepneuron_stages`` still runs it."""
 
 QUICK_TASKS = ("kan_exp", "radial_sin_2pi", "kink_abs", "smooth_3d")
 """The quick suite's tasks (2-D smooth, radial, kink; 3-D smooth), also the recipe ablation's."""
