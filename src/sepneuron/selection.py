@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .init import init_from_data_
+from .settings import SELECT_SHARE, SELECT_VALIDATION_FRACTION
 from .stages import StagedModel, fit_stages
 from .train import History, TrainConfig, fit
 
@@ -100,8 +101,8 @@ def fit_select(
     y: Tensor,
     config: TrainConfig | None = None,
     *,
-    share: float = 0.1,
-    validation_fraction: float = 0.15,
+    share: float = SELECT_SHARE,
+    validation_fraction: float = SELECT_VALIDATION_FRACTION,
     margin: float = 1.0,
     stages: int = 1,
     schedule: str = "even",
@@ -115,6 +116,9 @@ def fit_select(
     (``0``-based), as ``make_model`` of :func:`~sepneuron.stages.fit_stages`. ``X``
     ``(n, in)``, ``y`` ``(n, out)``. ``config`` is the whole budget (steps and
     ``max_time``); the split is drawn from ``torch.Generator().manual_seed(config.seed)``.
+    ``share`` and ``validation_fraction`` default to the estimator's (0.2, 0.15); its
+    ``margin`` of 10 (:data:`~sepneuron.settings.SELECT_MARGIN`) is for its candidates'
+    order (the deeper network first), so the default here is 1: no preference.
     ``stages`` and ``schedule`` are :func:`~sepneuron.stages.fit_stages`'; later stages
     start with ``config.init``. ``progress`` goes to the winner's first ``fit`` after the
     race. With one candidate there is no race. Returns the
