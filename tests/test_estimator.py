@@ -310,3 +310,16 @@ def test_default_sizes_pass_check_regressors_train_with_300_steps():
     from sklearn.utils.estimator_checks import check_regressors_train
 
     check_regressors_train("SeparatedMLPRegressor", SeparatedMLPRegressor(max_steps=300))
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "adam", "lbfgs"])
+@pytest.mark.parametrize("kind, rule", [("tanh", None), ("softplus", "gauss_newton"),
+                                        ("relu", "newton")])
+def test_auto_sizes_race_under_every_optimizer_and_rule(optimizer, kind, rule):
+    X, y = _data(150)
+    kw = {"output_layer": "optimizer", "batch_size": 32} if optimizer == "adam" else {}
+    est = SeparatedMLPRegressor(kind=kind, rule=rule, optimizer=optimizer, max_steps=40,
+                                random_state=2, **kw).fit(X, y)
+    assert len(est.selection_.validation_mse) == 2
+    assert np.isfinite(est.selection_.validation_mse).all()
+    assert np.isfinite(est.predict(X)).all() and est.n_iter_ <= 40

@@ -129,3 +129,13 @@ def test_no_candidates_or_too_few_rows_are_refused():
         fit_select([_plain([4]), _plain([8])], X[:2], y[:2], _cfg())
     with pytest.raises(ValueError, match="checkpoint_path"):
         fit_select([_plain([4]), _plain([8])], X, y, _cfg(checkpoint_path="/tmp/never.pt"))
+
+
+def test_a_race_that_spends_the_whole_budget_returns_the_winners_race_counted_once():
+    X, y = _data()
+    model, histories, sel = fit_select([_plain([4]), _plain([8])], X, y, _cfg(steps=2),
+                                       share=0.2)
+    assert sel.steps == 2 and len(histories) == 1 and histories[0] is sel.race[sel.chosen]
+    assert sel.ran_in_race(histories[0]) and sel.total_steps(histories) == 2
+    assert sel.total_seconds(histories) == sel.seconds
+    assert len(model.stages) == 1

@@ -327,30 +327,20 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
             progress = TrainingProgress(steps=cfg.steps, max_time=cfg.max_time, stream=sys.stdout,
                                         bar=False, every=2.0, on_eval=True)
         stages, schedule = self._stage_plan()
-        if len(candidates) > 1:
-            staged, histories, self.selection_ = fit_select(
-                [factory(list(c)) for c in candidates], Xt, yt, cfg, share=SELECT_SHARE,
-                validation_fraction=SELECT_VALIDATION_FRACTION, margin=SELECT_MARGIN,
-                stages=stages, schedule=schedule, progress=progress)
-            self.hidden_layer_sizes_ = candidates[self.selection_.chosen]
-            winner = self.selection_.race[self.selection_.chosen]
-            assert winner is not None
-            if not histories:           # the race used the whole budget
-                histories = [winner]
-            first = staged.stages[0].net
+        if len(candidates) > 1 or stages > 1:
+            if len(candidates) > 1:
+                staged, histories, self.selection_ = fit_select(
+                    [factory(list(c)) for c in candidates], Xt, yt, cfg, share=SELECT_SHARE,
+                    validation_fraction=SELECT_VALIDATION_FRACTION, margin=SELECT_MARGIN,
+                    stages=stages, schedule=schedule, progress=progress)
+                self.hidden_layer_sizes_ = candidates[self.selection_.chosen]
+            else:
+                staged, histories = fit_stages(make_model, Xt, yt, cfg, stages=stages,
+                                               schedule=schedule, progress=progress)
+            first = staged.stages[0].net     # stage 1's scale is 1: the network alone
             assert isinstance(first, torch.nn.Module)
             single = len(staged.stages) == 1 and (stages == 1 or schedule == "plateau")
             self._set_fitted(first if single else staged, histories)
-            if progress is not None:
-                progress.close(histories[0], summary=True)
-            return self
-        if stages > 1:
-            staged, histories = fit_stages(make_model, Xt, yt, cfg, stages=stages,
-                                           schedule=schedule, progress=progress)
-            first = staged.stages[0].net     # stage 1's scale is 1: the network alone
-            auto_single = schedule == "plateau" and len(staged.stages) == 1
-            assert isinstance(first, torch.nn.Module)
-            self._set_fitted(first if auto_single else staged, histories)
             if progress is not None:
                 progress.close(histories[0], summary=True)
             return self
@@ -382,7 +372,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         self.histories_: list[History] = histories
         self.history_: History = histories[0]
         self.loss_curve_ = list(histories[0].loss)
-        self.n_iter_ = self.selection_.steps + sum(h.steps_done for h in histories)
+        self.n_iter_ = self.selection_.total_steps(histories)
 
     # -- prediction -------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from .init import init_from_data_
 from .settings import SELECT_SHARE, SELECT_VALIDATION_FRACTION
-from .stages import StagedModel, fit_stages
+from .stages import StagedModel, _mse, fit_stages
 from .train import History, TrainConfig, fit
 
 __all__ = ["Selection", "fit_select"]
@@ -64,6 +64,20 @@ class Selection:
         """Training seconds of the race, every candidate."""
         return sum(h.time[-1] for h in self.race if h is not None and h.time)
 
+    def ran_in_race(self, history: History) -> bool:
+        """Whether ``history`` is one of the race's (the winner's, returned by
+        :func:`fit_select` when the race used the whole budget)."""
+        return any(history is h for h in self.race)
+
+    def total_steps(self, histories: Sequence[History]) -> int:
+        """Steps of the race and of ``histories`` after it (each counted once)."""
+        return self.steps + sum(h.steps_done for h in histories if not self.ran_in_race(h))
+
+    def total_seconds(self, histories: Sequence[History]) -> float:
+        """Training seconds of the race and of ``histories`` after it (each counted once)."""
+        return self.seconds + sum(h.time[-1] for h in histories
+                                  if h.time and not self.ran_in_race(h))
+
 
 def _check(n_candidates: int, n_rows: int, share: float, validation_fraction: float,
            margin: float) -> int:
@@ -87,12 +101,6 @@ def _check(n_candidates: int, n_rows: int, share: float, validation_fraction: fl
 def _race_config(cfg: TrainConfig, share: float) -> TrainConfig:
     return dataclasses.replace(cfg, steps=max(1, int(share * cfg.steps)), checkpoint_path=None,
                                max_time=None if cfg.max_time is None else share * cfg.max_time)
-
-
-@torch.no_grad()
-def _mse(model: nn.Module, X: Tensor, y: Tensor) -> float:
-    value = float((model(X) - y).pow(2).mean())
-    return value if math.isfinite(value) else math.inf
 
 
 def fit_select(
@@ -123,8 +131,9 @@ def fit_select(
     start with ``config.init``. ``progress`` goes to the winner's first ``fit`` after the
     race. With one candidate there is no race. Returns the
     :class:`~sepneuron.stages.StagedModel` (its first stage the winner), the winner's
-    :class:`~sepneuron.History` per stage trained after the race, and the
-    :class:`Selection`.
+    :class:`~sepneuron.History` per stage trained after the race (or, when the race used
+    the whole budget, its race's history: :meth:`Selection.total_steps` and
+    :meth:`Selection.total_seconds` count that once), and the :class:`Selection`.
     """
     cfg = config or TrainConfig()
     n_val = _check(len(candidates), X.shape[0] if X.ndim else 0, share, validation_fraction,
@@ -149,6 +158,7 @@ def fit_select(
         try:
             h: History | None = fit(net, X[train], y[train], race_cfg)
             score = _mse(net, X[val], y[val])
+            score = score if math.isfinite(score) else math.inf
         except FloatingPointError:   # its race never reached a finite loss
             h, score = None, math.inf
         nets.append(net)
@@ -163,8 +173,10 @@ def fit_select(
     if cfg.max_time is not None:
         rest.max_time = cfg.max_time - selection.seconds
     if rest.steps < 1 or (rest.max_time is not None and rest.max_time <= 0):
+        winner = selection.race[chosen]    # the race used the whole budget
+        assert winner is not None
         return StagedModel([(nets[chosen], torch.ones(y.shape[1], dtype=dt, device=dev))]), \
-            [], selection
+            [winner], selection
     make_chosen = candidates[chosen]
 
     def make_model(i: int) -> nn.Module:

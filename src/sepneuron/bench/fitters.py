@@ -208,9 +208,7 @@ def _fit_estimator(spec: dict[str, Any], data) -> dict[str, Any]:
 
     y_std = ((y - mu) / sd)[:, 0].numpy()
     h = reg.history_
-    train_time = reg.selection_.seconds + sum(  # the race and every stage after it
-        hh.time[-1] for hh in reg.histories_
-        if hh.time and all(hh is not r for r in reg.selection_.race))
+    train_time = reg.selection_.total_seconds(reg.histories_)  # the race, every stage after
     test_rmse, train_rmse = _rmse(std_pred(Xt), yt_std.numpy()), _rmse(std_pred(X), y_std)
     n = spec["grid_n"]
     err = (std_pred(Xg) - yg_std[:, 0].numpy()).reshape(n, n).astype(np.float32)
@@ -267,10 +265,6 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
             [factory(h) for h in race["hidden"]], X, y, cfg, share=race["share"],
             margin=race["margin"], validation_fraction=race["validation_fraction"],
             stages=stages, schedule=schedule, X_test=Xt, y_test=yt)
-        if not histories:  # the race took the whole budget: the winner's race is its history
-            winner = selection.race[selection.chosen]
-            assert winner is not None
-            histories = [winner]
     else:
         model, histories = fit_stages(factory(m["hidden"]), X, y, cfg, stages=stages,
                                       schedule=schedule, X_test=Xt, y_test=yt)
@@ -279,7 +273,7 @@ def _fit_stages(spec: dict[str, Any], data) -> dict[str, Any]:
         err = (model(Xg) - yg).reshape(spec["grid_n"], spec["grid_n"])
     records: list[dict[str, Any]] = []
     # the race's time and steps come first (unless the winner's race is the only history)
-    raced = bool(race) and histories[0] is not selection.race[selection.chosen]
+    raced = bool(race) and not selection.ran_in_race(histories[0])
     t0, k0 = (selection.seconds, selection.steps) if raced else (0.0, 0)
     used, added, steps = t0, 0, k0
     fx, ft = torch.zeros_like(y), torch.zeros_like(yt)
