@@ -17,6 +17,7 @@ Precision mode (residual stages) is ``benchmarks/precision.py``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -89,6 +90,8 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "default_rel1e-3": ("tanh", {"relative_weight_decay": 1e-3}),
     # LM on every parameter, the output layer included (no variable projection)
     "default_no_projection": ("tanh", {"output_layer": "optimizer"}),
+    "default_no_projection_wd0": ("tanh", {"output_layer": "optimizer", "weight_decay": 0.0,
+                                           "relative_weight_decay": 0.0}),
     # the relative ridge of the exact output layer's solve (default 1e-12)
     "default_ridge1e-14": ("tanh", {"ridge": 1e-14}),
     "default_ridge1e-16": ("tanh", {"ridge": 1e-16}),
@@ -114,6 +117,16 @@ DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"default_select{int(100 * s)}_m10": ("tanh", {**_PLATEAU, "select": _RACE,
                                                       "select_share": s, "select_margin": 10.0})
        for s in (0.1, 0.2)},
+    # the headline (race share 0.2, margin 10) with LM on every parameter, no projection,
+    # and with the projected step on both candidates (the default before output_layer="auto")
+    **{f"default_select20_m10_{name}": ("tanh", {**_PLATEAU, "select": _RACE,
+                                                 "select_share": 0.2, "select_margin": 10.0,
+                                                 "output_layer": layer})
+       for name, layer in (("noproj", "optimizer"), ("lstsq", "lstsq"))},
+    # the race with the projected step, the winner trained on as output_layer="auto" says
+    "default_select20_m10_race_lstsq": ("tanh", {**_PLATEAU, "select": _RACE,
+                                                 "select_share": 0.2, "select_margin": 10.0,
+                                                 "race_output_layer": "lstsq"}),
 }
 
 
@@ -152,6 +165,12 @@ def _run_select(model_name: str, fields: dict[str, Any], X, y, Xt, yt, seed: int
                 seconds: float) -> tuple[float, int]:
     """The hold-out race of the ``default_select*`` recipes (sepneuron.fit_select)."""
     candidates, share = fields.pop("select"), fields.pop("select_share")
+    race_layer = fields.pop("race_output_layer", None)  # ad hoc: the race's own output layer
+    if race_layer is not None:
+        import sepneuron.selection as selection_module
+        plain_race_config = selection_module._race_config
+        selection_module._race_config = lambda c, s: dataclasses.replace(
+            plain_race_config(c, s), output_layer=race_layer)
     margin = fields.pop("select_margin", 1.0)
     stages, schedule = fields.pop("stages"), fields.pop("stage_schedule")
     cfg = TrainConfig(**{"steps": 10**9, "max_time": seconds, "eval_every": 10**9,

@@ -217,7 +217,7 @@ ESTIMATOR_PARAM_CASES = {
     "output_layer": (dict(output_layer="exact"), "output_layer must be one of"),
     "init": (dict(init="zeros"), "init must be one of"),
     "patience": (dict(patience=0), "patience must be None or a positive int"),
-    "lstsq with mini-batches": (dict(batch_size=4), "lstsq.*optimizer"),
+    "lstsq with mini-batches": (dict(batch_size=4, output_layer="lstsq"), "lstsq.*optimizer"),
     "hidden_layer_sizes 0": (dict(hidden_layer_sizes=(4, 0)), "hidden_layer_sizes must be"),
     "hidden_layer_sizes empty": (dict(hidden_layer_sizes=()), "hidden_layer_sizes must be"),
     "max_steps 0": (dict(max_steps=0), "max_steps must be a positive int"),

@@ -139,3 +139,46 @@ def test_a_race_that_spends_the_whole_budget_returns_the_winners_race_counted_on
     assert sel.ran_in_race(histories[0]) and sel.total_steps(histories) == 2
     assert sel.total_seconds(histories) == sel.seconds
     assert len(model.stages) == 1
+
+
+@pytest.mark.parametrize("layer, raced, after", [
+    ("auto", ["lstsq", "lstsq"], "auto"),            # the race judges with the exact layer
+    ("optimizer", ["optimizer", "optimizer"], "optimizer"),
+    ("lstsq", ["lstsq", "lstsq"], "lstsq"),
+])
+def test_the_race_uses_the_exact_output_layer_under_auto(monkeypatch, layer, raced, after):
+    import sepneuron.selection as selection_module
+    import sepneuron.stages as stages_module
+
+    seen: dict[str, list[str]] = {"race": [], "after": []}
+    real_fit = selection_module.fit
+
+    def race_fit(model, X, y, cfg, **kw):
+        seen["race"].append(cfg.output_layer)
+        return real_fit(model, X, y, cfg, **kw)
+
+    def after_fit(model, X, y, cfg, **kw):
+        seen["after"].append(cfg.output_layer)
+        return real_fit(model, X, y, cfg, **kw)
+
+    monkeypatch.setattr(selection_module, "fit", race_fit)
+    monkeypatch.setattr(stages_module, "fit", after_fit)
+    X, y = _data()
+    fit_select([_plain([6, 6]), _plain([16])], X, y, _cfg(output_layer=layer), share=0.25)
+    assert seen["race"] == raced
+    assert seen["after"] and set(seen["after"]) == {after}
+
+
+def test_under_auto_a_candidate_without_an_output_linear_races_with_the_optimizer():
+    class Wrapped(nn.Module):          # not a stack: no exact solve can run
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    X, y = _data()
+    model, _, sel = fit_select([lambda i: Wrapped(_plain([6, 6])(i)), _plain([16])], X, y,
+                               _cfg(init="default"), share=0.25)
+    assert all(math.isfinite(v) for v in sel.validation_mse)

@@ -104,8 +104,10 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         optimizer: weight optimizer, a name of ``sepneuron.settings.OPTIMIZERS``.
         learning_rate: its step size (``> 0``); ``None``: the optimizer's own default
             (``sepneuron.train.DEFAULT_LR``: 3e-3 for Adam, 1 for Levenberg-Marquardt).
-        output_layer: ``"lstsq"`` (exact least squares every step, docs/varpro.md) or
-            ``"optimizer"`` (trained like the other weights).
+        output_layer: ``"lstsq"`` (exact least squares every step, docs/varpro.md),
+            ``"optimizer"`` (trained like the other weights) or ``"auto"`` (the default:
+            ``"optimizer"`` for Levenberg-Marquardt on more than one hidden layer, else
+            ``"lstsq"``; ``sepneuron.solvers.training.resolve_output_layer``).
         init: ``"data"`` (kinks inside the data, ``sepneuron.init``) or ``"default"``.
         stages: networks fitted one after another to the rescaled residual
             (``sepneuron.stages``). ``"auto"`` (the default): up to
@@ -172,7 +174,7 @@ class SeparatedMLPRegressor(RegressorMixin, BaseEstimator):
         rule="newton",
         optimizer="lm",
         learning_rate=None,
-        output_layer="lstsq",
+        output_layer="auto",
         init="data",
         stages="auto",
         max_steps=1000,

@@ -116,7 +116,8 @@ PARAMS: dict[str, Param] = {
                       "training loss by min_improvement", low=1, none=True),
     "min_improvement": Param("real", "see patience", low=0.0, high=1.0, high_open=True),
     "output_layer": Param("choice", "lstsq: the output layer solved exactly by least squares "
-                          "every step; optimizer: trained like the other weights",
+                          "every step; optimizer: trained like the other weights; auto: "
+                          "optimizer for LM on more than one hidden layer, else lstsq",
                           choices=_output_layers),
     "init": Param("choice", "data: every neuron's kink inside the data", choices=_inits),
     "damping": Param(**_POSITIVE, help="Levenberg-Marquardt's initial damping (optimizer lm)"),
@@ -206,8 +207,9 @@ def _check_solver_fields(cfg: Any) -> None:
     if cfg.optimizer != "lm" and cfg.relative_weight_decay != defaults["relative_weight_decay"]:
         raise ValueError(f"relative_weight_decay={cfg.relative_weight_decay!r} applies to "
                          f"optimizer='lm' only, not {cfg.optimizer!r}")
-    if cfg.output_layer != "lstsq" and cfg.ridge != defaults["ridge"]:
-        raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' only")
+    if cfg.output_layer == "optimizer" and cfg.ridge != defaults["ridge"]:
+        raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' (or 'auto') "
+                         "only")
     if cfg.patience is None and cfg.min_improvement != defaults["min_improvement"]:
         raise ValueError(f"min_improvement={cfg.min_improvement!r} needs patience "
                          "(the plateau stop is off)")

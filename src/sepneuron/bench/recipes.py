@@ -159,11 +159,13 @@ def issue12_methods() -> list[Method]:
                       "(precision mode)"))
     out.append(Method("sepneuron_precision", "default", model, act, "default",
                       hidden=list(PRECISION_HIDDEN), stages=PRECISION_STAGES,
-                      stage_schedule="plateau", extra={"patience": STAGE_PATIENCE},
+                      stage_schedule="plateau",
+                      extra={"patience": STAGE_PATIENCE, "output_layer": "lstsq"},
                       description=f"the default recipe on one {list(PRECISION_HIDDEN)} network "
                       f"given the whole time, up to {PRECISION_STAGES} residual stages after "
-                      f"plateaus ({STAGE_PATIENCE} steps): precision mode as docs/varpro.md "
-                      "measured it (no race)"))
+                      f"plateaus ({STAGE_PATIENCE} steps), with the exact output layer "
+                      "(output_layer='lstsq', as measured before 'auto' became the default): "
+                      "precision mode as docs/varpro.md measured it (no race)"))
     out.append(Method("estimator_default", "default", "estimator", act, "default",
                       description="SeparatedMLPRegressor(max_time=budget) on the raw data, "
                       "its own default sizes; scored in the bench's standardised units"))

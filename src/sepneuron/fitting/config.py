@@ -29,7 +29,8 @@ class TrainConfig:
 
     The defaults are the best recipe measured on the benchmark's tasks (docs/varpro.md):
     Levenberg-Marquardt on the hidden weights with a Tikhonov weight ``1e-4 * MSE`` that
-    fades with the residual, the output layer solved exactly at every step, q, c, d by
+    fades with the residual, the output layer solved exactly at every step for a network of
+    one hidden layer and in LM's vector for a deeper one (``output_layer="auto"``), q, c, d by
     the ``newton`` rule, kinks initialised inside the data, float64.
     The recipe before issue 12 is ``optimizer="adam", output_layer="optimizer",
     init="default"``.
@@ -48,7 +49,8 @@ class TrainConfig:
     max_time: float | None = None    # stop after this many training seconds (eval not counted)
     patience: int | None = None      # stop after this many steps without a relative fall of
     min_improvement: float = 1e-4    # ... at least min_improvement in the best loss (None: never)
-    output_layer: str = "lstsq"      # "lstsq" (exact least squares, docs/varpro.md) | "optimizer"
+    output_layer: str = "auto"       # "auto" | "lstsq" (exact least squares, docs/varpro.md)
+    #                                  | "optimizer" (solvers.training.resolve_output_layer)
     init: str = "data"               # "data" (kinks inside the data, sepneuron.init) | "default"
     damping: float = 1e-3            # LM: initial damping lambda (Marquardt scaling, Nielsen)
     ridge: float = 1e-12             # "lstsq": relative ridge of the output-layer solve

@@ -10,6 +10,7 @@ plateau stop -- is a callback (:mod:`.callbacks`). No printing, no files unless 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,7 +24,12 @@ from ..conditioning import make_conditioners
 from ..init import init_from_data_
 from ..layers import SeparatedActivation, activation_parameter_ids
 from ..optimizers import REGISTRY, get_optimizer
-from ..solvers.training import OutputLayerSolve, check_solver_combination, trained_parameters
+from ..solvers.training import (
+    OutputLayerSolve,
+    check_solver_combination,
+    resolve_output_layer,
+    trained_parameters,
+)
 from ..tuning import SeparatedTuner
 from .callbacks import (
     AfterEvaluation,
@@ -175,6 +181,8 @@ def fit(
     model.to(device=dev, dtype=dt)
     data = tuple(None if t is None else t.to(dev, dt) for t in (X, y, X_test, y_test))
     resume.check_model_fits_data(model, data[0], data[1])  # type: ignore[arg-type]
+    cfg = dataclasses.replace(
+        cfg, output_layer=resolve_output_layer(cfg, model, X.shape[0], ddp))
     check_solver_combination(cfg, model, X.shape[0], ddp)
     run = _build_run(cfg, model, data, ddp)
     run.callbacks = _own_callbacks(run, callback, progress) + user

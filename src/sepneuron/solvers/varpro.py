@@ -27,7 +27,7 @@ from .jacobian import sequential_of
 
 __all__ = ["output_layer_of", "solve_output_layer", "half_sse", "OUTPUT_LAYERS"]
 
-OUTPUT_LAYERS = ("optimizer", "lstsq")
+OUTPUT_LAYERS = ("auto", "optimizer", "lstsq")
 
 
 def output_layer_of(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
