@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10_000, help="training (and test) points")
     ap.add_argument("--patience", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--output-layer", choices=("lstsq", "optimizer", "auto"), default="lstsq",
+                    help="TrainConfig.output_layer of each stage (lstsq: the exact output "
+                    "layer, what docs/varpro.md measured; optimizer: LM on every parameter)")
     ap.add_argument("--schedule", choices=("even", "plateau"), default="even",
                     help="even: each stage gets time/stages; plateau: the stages share the "
                     "time and a next one starts only after a plateau (sepneuron.stages)")
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return _estimator(args)
     print(f"stages={args.stages} hidden={args.hidden} {args.activation} n={args.n} "
           f"time={args.time:g} s patience={args.patience} seed={args.seed} "
-          f"schedule={args.schedule}\n")
+          f"schedule={args.schedule} output_layer={args.output_layer}\n")
     _header("stage")
     for task in args.tasks:
         X, y, Xt, yt = _task_data(task, args)
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             return PlainMLP(dim, args.hidden, 1, args.activation, dtype=torch.float64,
                             generator=torch.Generator().manual_seed(1000 * args.seed + stage))
 
-        cfg = TrainConfig(optimizer="lm", output_layer="lstsq", init="data", rule=None,
+        cfg = TrainConfig(optimizer="lm", output_layer=args.output_layer, init="data", rule=None,
                           steps=10**9, max_time=args.time, patience=args.patience,
                           eval_every=10**9, diagnostics=False, seed=args.seed)
         t0 = time.perf_counter()
