@@ -57,12 +57,12 @@ def _race(rows: Sequence[dict[str, Any]], method: str) -> str:
     if not race:
         return ""
     names = " and ".join(str(h) for h in race["hidden"])
-    train = next((r["config"].get("train", {}) for r in rows
-                  if r["method"] == method and r.get("config")), {})
+    train: dict[str, Any] = next((r["config"].get("train", {}) for r in rows
+                                 if r["method"] == method and r.get("config")), {})
     layer = ("; with `output_layer=\"auto\"` every candidate races with the exact output "
              "layer and the winner goes on as `\"auto\"` says: Levenberg-Marquardt on every "
              "parameter for a network of more than one hidden layer, the exact output layer "
-             "for one of one" if train.get("output_layer") == "auto" else "")
+             "for a network of one" if train.get("output_layer") == "auto" else "")
     return (f", its network chosen by a hold-out race of {names} as the estimator's "
             "`hidden_layer_sizes=\"auto\"` does (`fit_select`: each trained for "
             f"{race['share']:.0%} of the budget on {1 - race['validation_fraction']:.0%} of "
