@@ -74,3 +74,19 @@ def test_ridge_is_refused_only_with_the_optimizer_output_layer():
     TrainConfig(ridge=1e-10, output_layer="lstsq").validate()
     with pytest.raises(ValueError, match="ridge"):
         TrainConfig(ridge=1e-10, output_layer="optimizer").validate()
+
+
+def test_lm_on_every_parameter_keeps_what_the_exact_layer_reached():
+    """fit_select races with the exact output layer and trains a [12, 12] winner on with LM on
+    every parameter: the switch must not undo the race. The exact layer's weights can be
+    large; a Tikhonov term on them (as once) made LM trade the fit for their norm, and the
+    MSE rose 20x on radial_sin_6pi. Now the term weighs on the hidden weights only."""
+    from sepneuron.tasks import get_task, make_data
+
+    X, y, _, _ = make_data(get_task("radial_sin_6pi"), 300, 10, generator=0)
+    model = _net([8, 8])
+    fit(model, X, y, TrainConfig(steps=60, output_layer="lstsq", rule=None))
+    after = fit(model, X, y, TrainConfig(steps=20, output_layer="optimizer", init="default",
+                                         rule=None))
+    assert max(after.loss) <= after.loss[0] * 1.01, after.loss
+    assert after.loss[-1] < after.loss[0]

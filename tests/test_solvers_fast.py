@@ -99,10 +99,10 @@ def test_weight_decay_matches_scipy_on_the_augmented_residuals():
     ours = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
     ref_model = one_tanh_neuron()
 
-    def residuals(v):  # [r; sqrt(mu) theta]: 0.5 ||.||^2 is the regularised objective
-        with torch.no_grad():
+    def residuals(v):  # [r; sqrt(mu) theta_hidden]: 0.5 ||.||^2 is the regularised objective
+        with torch.no_grad():  # (w1, b1 only: the term never weighs on the output layer)
             torch.nn.utils.vector_to_parameters(torch.tensor(v, dtype=F64), ref_model.parameters())
-            return np.concatenate([(ref_model(X) - y).reshape(-1).numpy(), mu ** 0.5 * v])
+            return np.concatenate([(ref_model(X) - y).reshape(-1).numpy(), mu ** 0.5 * v[:2]])
 
     ref = scipy_opt.least_squares(residuals, np.array(START), method="lm",
                                   xtol=1e-15, ftol=1e-15, gtol=1e-15)
@@ -111,9 +111,27 @@ def test_weight_decay_matches_scipy_on_the_augmented_residuals():
     plain_opt = NetworkLM(list(plain.parameters()))
     for _ in range(200):
         plain_opt.step(plain, X, y)
-    shrunk = np.linalg.norm(ours)
+    shrunk = np.linalg.norm(ours[:2])
     assert shrunk < np.linalg.norm(torch.cat([p.detach().reshape(-1)
-                                              for p in plain.parameters()]).numpy())
+                                              for p in plain.parameters()]).numpy()[:2])
+
+
+@pytest.mark.parametrize("decay", [dict(weight_decay=1e-2), dict(relative_weight_decay=1e-1)])
+def test_the_tikhonov_term_never_weighs_on_the_output_layer_in_the_lm_vector(decay):
+    # Unprojected LM with only the output layer in its vector solves a linear least-squares
+    # problem: with the term on the output layer it would converge to a ridge solution.
+    model, X, y, hidden = _problem(width=8)
+    for p in hidden:
+        p.requires_grad_(False)
+    out = model.net[-1]
+    opt = NetworkLM(list(out.parameters()), **decay)
+    for _ in range(30):
+        opt.step(model, X, y)
+    with torch.no_grad():
+        feats = torch.cat([model.net[:-1](X), torch.ones(len(X), 1, dtype=F64)], dim=1)
+    exact = torch.linalg.lstsq(feats, y).solution
+    ours = torch.cat([out.weight.detach().T, out.bias.detach()[None]], dim=0)
+    torch.testing.assert_close(ours, exact, rtol=1e-8, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", ["weight_decay", "relative_weight_decay"])

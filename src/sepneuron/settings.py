@@ -124,7 +124,8 @@ PARAMS: dict[str, Param] = {
     "ridge": Param("real", "relative ridge of the exact output-layer solve (output_layer "
                    "lstsq)", low=0.0, finite=True),
     "weight_decay": Param("real", "Levenberg-Marquardt minimises MSE + weight_decay "
-                          "||theta||^2 over its vector (optimizer lm)", low=0.0, finite=True),
+                          "||theta||^2 over its vector, the output layer left out "
+                          "(optimizer lm)", low=0.0, finite=True),
     "relative_weight_decay": Param("real", "adds relative_weight_decay * MSE (at each step's "
                                    "start) to LM's weight_decay (optimizer lm)", low=0.0,
                                    finite=True),

@@ -55,7 +55,8 @@ class TrainConfig:
     damping: float = 1e-3            # LM: initial damping lambda (Marquardt scaling, Nielsen)
     ridge: float = 1e-12             # "lstsq": relative ridge of the output-layer solve
     weight_decay: float = 0.0        # LM: minimise MSE + w ||theta||^2 (Tikhonov on the LM
-    #                                  vector), w = weight_decay + relative_weight_decay * MSE
+    #                                  vector but the output layer),
+    #                                  w = weight_decay + relative_weight_decay * MSE
     relative_weight_decay: float = 1e-4  # LM: ... with the MSE at each step's start (fades
     #                                  with the residual; docs/varpro.md)
     batch_size: int | None = None    # None: full batch; else mini-batches drawn with the seed
