@@ -11,6 +11,7 @@ when one rank alone sees a non-finite loss (both must restore and halve together
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -104,9 +105,14 @@ model, X, y, cfg = t._problem()
 t._manual(model, shard(X, rank, world), shard(y, rank, world), t.STEPS,
           wrap=DistributedDataParallel, rule="gauss_newton")
 out["manual_gn"] = t._params(model)
+torch.save(out, sys.argv[2])            # before the teardown (see _launch)
 torch.distributed.destroy_process_group()
-torch.save(out, sys.argv[2])
 """
+
+# gloo's teardown in torch 2.13 now and then aborts a rank (SIGABRT, this message on stderr)
+# after its work is done, seen once in a full test run under load on 2 cores; a rank that
+# saved its results before the abort has done what the test checks.
+_TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 def _free_port() -> int:
@@ -130,12 +136,15 @@ def _launch(tmp_path: Path, world: int = 2) -> list[dict]:
     try:
         for proc, out in procs:
             _, err = proc.communicate(timeout=90)
-            assert proc.returncode == 0, err[-3000:]
+            aborted_after_saving = (proc.returncode == -signal.SIGABRT and out.exists()
+                                    and _TEARDOWN_ABORT in err)
+            assert proc.returncode == 0 or aborted_after_saving, err[-3000:]
             results.append(torch.load(out, weights_only=False))
     finally:
         for proc, _ in procs:
             if proc.poll() is None:
                 proc.kill()
+                proc.communicate()   # reap it and close its pipes
     return results
 
 
