@@ -208,3 +208,18 @@ def test_param_groups_are_matched_to_layers_by_their_parameters():
     tuner.add_param_group({"params": [nn.Parameter(torch.zeros(3))]})
     with pytest.raises(ValueError, match=r"\[q, log_c, d\] of one layer"):
         tuner.step()
+
+
+def test_relu_kink_counts_samples_exactly_on_the_kink_as_right_side():
+    """``u = 0`` and ``u = -0.0`` count as ``u >= 0`` in the fast sums, as in the reference."""
+    from sepneuron.tuning import compute_stats
+    from sepneuron.tuning.needed import _gram_stats
+    q = torch.tensor([0.25, -0.0, 0.0], dtype=F64)
+    a = torch.tensor([[-0.25, -0.0, 0.0], [1.0, -1.0, -0.0], [-0.25, 2.0, -3.0]], dtype=F64)
+    c, d = torch.ones(3, dtype=F64), torch.full((3,), 0.4, dtype=F64)
+    names = needed_stats("gauss_newton", False, True) | {"n_R"}
+    fast = _gram_stats(a, q, c, d, "relu", names, (a + q,))
+    ref = compute_stats(a, torch.ones_like(a), q, c, d, "relu")
+    assert fast["n_R"].tolist() == [3.0, 2.0, 2.0] == ref.n_R.tolist()
+    for name in ("r2", "u1", "u2", "qq", "qd", "dd"):
+        _close(fast[name], getattr(ref, name), what=name)

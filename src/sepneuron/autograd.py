@@ -226,7 +226,18 @@ def separated_activation(a: Tensor, q: Tensor, log_c: Tensor, d: Tensor, kind: s
     Shapes: ``a`` ``(..., N)``; ``q``, ``log_c``, ``d`` ``(N,)``; returns ``(..., N)``.
     Equal to :func:`sepneuron.functional.separated` with ``c = log_c.exp()``.
     """
-    return _SeparatedFunction.apply(a, q, log_c, d, check_kind(kind))[0]
+    kind = check_kind(kind)
+    if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+        return _SeparatedFunction.apply(a, q, log_c, d, kind)[0]
+    # Function.apply binds default arguments through inspect.signature on every call (a
+    # function with setup_context); with no transform active it then calls the C apply,
+    # which is what this does directly (forward has no defaults to bind).
+    args = _unwrap_dead_wrappers((a, q, log_c, d, kind))
+    return _c_apply(*args)[0]
+
+
+_c_apply = super(torch.autograd.Function, _SeparatedFunction).apply
+_unwrap_dead_wrappers = torch._functorch.utils.unwrap_dead_wrappers
 
 
 def saved_intermediates(node: Any) -> tuple[Tensor, ...] | None:

@@ -17,9 +17,8 @@ are taken out of the sums, and the analogs' identities do the rest:
   ``d^2 sum w^2``.
 
 Rules without side groups (``gauss_newton``, ``grad``) take their sums from the saved
-intermediates in one reduction per row block (:func:`_gram_stats`): the per-sample features
-(``u, u^2, [u >= 0]``, or ``u, u^2, t, t^2, t base, base^2, t w, base w, w^2``) side by
-side in one buffer, summed over the rows at once.
+intermediates (:func:`_gram_stats`): one column sum per per-sample feature (``u, u^2,
+[u >= 0]``, or ``u, u^2, t, t^2, t base, base^2, t w, base w, w^2``) and row block.
 
 The gradient sums ``grad_q, grad_d, grad_c`` (``sum g J``) are the autograd gradients of
 ``q, d, log c``, which the backward pass forms anyway; the tuner reads them there
@@ -136,43 +135,24 @@ _CURVATURE_GRAM = frozenset({"qc", "dc", "cc"})
 def _gram_stats(a: Tensor, q: Tensor, c: Tensor, d: Tensor, kind: str, names: frozenset[str],
                 inner: tuple[Tensor, ...]) -> dict[str, Tensor]:
     """The sums of a rule without side groups (``gauss_newton``, ``grad``) from the saved
-    intermediates, as one reduction per row block.
+    intermediates: one reduction per per-sample feature and row block.
 
-    Per block of rows, the per-sample features -- ``u, u^2, [u >= 0]`` (ReLU analog) or
+    The features are ``u, u^2, [u >= 0]`` (ReLU analog; ``u`` is the saved one) or
     ``u, u^2, t, t^2, t base, base^2`` and, when ``c`` is tuned, ``t w, base w, w^2``
-    (SoftPlus, ``w = v t``) -- are written side by side into one ``(rows, k, N)`` buffer
-    and summed over the rows at once; the per-neuron factors are applied at the end.
+    (SoftPlus, ``w = v t``); the per-neuron factors are applied at the end.
     """
     curvature = kind != "relu" and bool(names & _CURVATURE_GRAM)
-    k = 3 if kind == "relu" else (9 if curvature else 6)
     n_total, width = a.shape
     rows = n_total if a.device.type != "cpu" else \
         min(n_total, max(1, _CPU_CHUNK_ELEMENTS // width))
-    buf = a.new_empty(rows, k, width)
-    w = a.new_empty(rows, width) if curvature else None
-    total: Tensor | None = None
+    total: list[Tensor] = []
     for start in range(0, n_total, rows):
-        part = slice(start, start + rows)
-        m = min(rows, n_total - start)
-        p = buf[:m]
-        u = torch.add(a[part], q, out=p[:, 0])
-        torch.mul(u, u, out=p[:, 1])
-        if kind == "relu":
-            torch.ge(inner[0][part], 0.0, out=p[:, 2])
+        if rows == n_total:
+            block = _feature_sums(a, q, inner, kind, curvature)
         else:
-            v, base, t = (x[part] for x in inner)
-            p[:, 2].copy_(t)
-            torch.mul(t, t, out=p[:, 3])
-            torch.mul(t, base, out=p[:, 4])
-            torch.mul(base, base, out=p[:, 5])
-            if w is not None:
-                wp = torch.mul(v, t, out=w[:m])
-                torch.mul(t, wp, out=p[:, 6])
-                torch.mul(base, wp, out=p[:, 7])
-                torch.mul(wp, wp, out=p[:, 8])
-        sums = p.sum(0)
-        total = sums if total is None else total.add_(sums)
-    assert total is not None
+            part = slice(start, start + rows)
+            block = _feature_sums(a[part], q, tuple(x[part] for x in inner), kind, curvature)
+        total = block if not total else [x.add_(y) for x, y in zip(total, block, strict=True)]
     n = float(n_total)
     cd = c * d
     out: dict[str, Tensor] = {"n": torch.full_like(q, n), "u1": total[0], "u2": total[1]}
@@ -192,6 +172,24 @@ def _gram_stats(a: Tensor, q: Tensor, c: Tensor, d: Tensor, kind: str, names: fr
             out["dc"] = d * total[7]
             out["cc"] = d * d * total[8]
     return {key: val for key, val in out.items() if key in names}
+
+
+def _feature_sums(a: Tensor, q: Tensor, inner: tuple[Tensor, ...], kind: str,
+                  curvature: bool) -> list[Tensor]:
+    """The column sums of :func:`_gram_stats`'s features over one row block, each ``(N,)``."""
+    if kind == "relu":
+        (u,) = inner
+        # [u >= 0] = min(sign u + 1, 1): exact, also at u = 0 and u = -0.0
+        return [u.sum(0), (u * u).sum(0), u.sign().add_(1.0).clamp_(max=1.0).sum(0)]
+    v, base, t = inner
+    u = a + q
+    out = [u.sum(0), u.mul_(u).sum(0), t.sum(0), (t * t).sum(0)]
+    tb = t * base
+    out += [tb.sum(0), (base * base).sum(0)]
+    if curvature:
+        w = v * t
+        out += [tb.copy_(t).mul_(w).sum(0), (base * w).sum(0), w.mul_(w).sum(0)]
+    return out
 
 
 def _relu_stats(out, u, g, c, cd, names, n) -> None:
