@@ -92,6 +92,32 @@ def test_tuner_steps_agree(rule):
     _close(*outs, 1e-9)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("rule", ["paper", "newton", "gauss_newton", "grad"])
+def test_a_tuned_step_makes_no_host_synchronisation(rule, kind):
+    """Forward, backward (the tuner's statistics) and ``tuner.step`` with CUDA's sync debug
+    mode set to ``"error"``: any ``.item()``, device-to-host copy or value-dependent
+    branch in them raises."""
+    model, X, y = _problem(kind=kind)
+    model.to(DEVICE)
+    X, y = X.to(DEVICE), y.to(DEVICE)
+    tuner = SeparatedTuner(model, rule=rule, distributed=False)
+    before = [p.detach().clone() for p in (model.activations()[0].q, model.activations()[0].d)]
+    cuda = DEVICE.startswith("cuda")
+    for _ in range(2):
+        tuner.zero_grad()
+        if cuda:
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            F.mse_loss(model(X), y).backward()
+            tuner.step()
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+    after = (model.activations()[0].q, model.activations()[0].d)
+    assert any(not torch.equal(b, a.detach()) for b, a in zip(before, after, strict=True))
+
+
 @pytest.mark.parametrize("options", [dict(), dict(batch_size=64, schedule="cosine"),
                                      dict(optimizer="sgd", lr=0.05)])
 def test_fit_agrees_with_cpu(options):

@@ -146,9 +146,9 @@ def gauss_newton_rule(st: Stats, q: Tensor, c: Tensor, d: Tensor, ctx: RuleConte
     names = _params(ctx)
     pair, grad_rows = _gauss_newton_rows(names)
     p = len(names)
-    data = st.data
-    normal = (data[pair] * ctx.h).T.reshape(-1, p, p)                            # (N, P, P)
-    grad = data[grad_rows].T                                                     # (N, P)
+    data = st.data   # rows gathered by Python ints: views, no index tensor to copy to a GPU
+    normal = (torch.stack([data[i] for i in pair]) * ctx.h).T.reshape(-1, p, p)  # (N, P, P)
+    grad = torch.stack([data[i] for i in grad_rows], dim=1)                      # (N, P)
     return _split(_damped_solve(normal, grad * -ctx.gamma, ctx.damping), ctx)
 
 
