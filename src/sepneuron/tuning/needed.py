@@ -32,6 +32,7 @@ import functools
 import torch
 from torch import Tensor
 
+from ..autograd import _row_slices
 from ..functional import softplus_base
 from .statistics import STAT_NAMES
 
@@ -84,9 +85,6 @@ def _dot(x: Tensor, y: Tensor, buf: Tensor) -> Tensor:
     return torch.mul(x, y, out=buf).sum(0)
 
 
-_CPU_CHUNK_ELEMENTS = 1 << 16
-
-
 def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, kind: str,
                   names: frozenset[str], bend: float,
                   inner: tuple[Tensor, ...] | None = None) -> dict[str, Tensor]:
@@ -100,12 +98,11 @@ def forward_stats(a: Tensor, g: Tensor | None, q: Tensor, c: Tensor, d: Tensor, 
     """
     if inner is not None and not names & _GROUP_NAMES:
         return _gram_stats(a, q, c, d, kind, names, inner)
-    rows = max(1, _CPU_CHUNK_ELEMENTS // a.shape[1])
-    if a.device.type != "cpu" or a.shape[0] <= rows:
+    blocks = _row_slices(a)
+    if blocks is None:
         return _chunk_stats(a, g, q, c, d, kind, names, bend, inner)
     total: dict[str, Tensor] = {}
-    for start in range(0, a.shape[0], rows):
-        part = slice(start, start + rows)
+    for part in blocks:
         sums = _chunk_stats(a[part], None if g is None else g[part], q, c, d, kind, names,
                             bend, None if inner is None else tuple(t[part] for t in inner))
         total = sums if not total else {k: total[k] + v for k, v in sums.items()}
@@ -142,18 +139,15 @@ def _gram_stats(a: Tensor, q: Tensor, c: Tensor, d: Tensor, kind: str, names: fr
     (SoftPlus, ``w = v t``); the per-neuron factors are applied at the end.
     """
     curvature = kind != "relu" and bool(names & _CURVATURE_GRAM)
-    n_total, width = a.shape
-    rows = n_total if a.device.type != "cpu" else \
-        min(n_total, max(1, _CPU_CHUNK_ELEMENTS // width))
-    total: list[Tensor] = []
-    for start in range(0, n_total, rows):
-        if rows == n_total:
-            block = _feature_sums(a, q, inner, kind, curvature)
-        else:
-            part = slice(start, start + rows)
+    blocks = _row_slices(a)
+    if blocks is None:
+        total = _feature_sums(a, q, inner, kind, curvature)
+    else:
+        total = []
+        for part in blocks:
             block = _feature_sums(a[part], q, tuple(x[part] for x in inner), kind, curvature)
-        total = block if not total else [x.add_(y) for x, y in zip(total, block, strict=True)]
-    n = float(n_total)
+            total = block if not total else [x.add_(y) for x, y in zip(total, block, strict=True)]
+    n = float(a.shape[0])
     cd = c * d
     out: dict[str, Tensor] = {"n": torch.full_like(q, n), "u1": total[0], "u2": total[1]}
     if kind == "relu":
