@@ -10,6 +10,8 @@ training RMSE of the sum after each stage, with the steps and seconds each stage
     PYTHONPATH=src python benchmarks/precision.py --time 120 --stages 3 --hidden 12 12 \
         --schedule plateau
     PYTHONPATH=src python benchmarks/precision.py --time 120 --hidden 20 20 --estimator
+    PYTHONPATH=src python benchmarks/precision.py --time 120 --stages 3 --hidden 20 20 \
+        --schedule plateau --coarse-fraction 0.2
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--schedule", choices=("even", "plateau"), default="even",
                     help="even: each stage gets time/stages; plateau: the stages share the "
                     "time and a next one starts only after a plateau (sepneuron.stages)")
+    ap.add_argument("--coarse-fraction", type=float, default=None,
+                    help="TrainConfig.coarse_fraction of each stage: its first third on this "
+                    "random share of the rows (sepneuron.fitting.coarse); default: off")
     ap.add_argument("--estimator", action="store_true",
                     help="SeparatedMLPRegressor(kind=--activation, hidden_layer_sizes=--hidden, "
                     "max_time=--time, max_steps=10**9) with its other defaults "
@@ -70,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return _estimator(args)
     print(f"stages={args.stages} hidden={args.hidden} {args.activation} n={args.n} "
           f"time={args.time:g} s patience={args.patience} seed={args.seed} "
-          f"schedule={args.schedule} output_layer={args.output_layer}\n")
+          f"schedule={args.schedule} output_layer={args.output_layer} "
+          f"coarse_fraction={args.coarse_fraction}\n")
     _header("stage")
     for task in args.tasks:
         X, y, Xt, yt = _task_data(task, args)
@@ -81,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = TrainConfig(optimizer="lm", output_layer=args.output_layer, init="data", rule=None,
                           steps=10**9, max_time=args.time, patience=args.patience,
-                          eval_every=10**9, diagnostics=False, seed=args.seed)
+                          eval_every=10**9, diagnostics=False, seed=args.seed,
+                          coarse_fraction=args.coarse_fraction)
         t0 = time.perf_counter()
         model, histories = fit_stages(make, X, y, cfg, stages=args.stages, X_test=Xt, y_test=yt,
                                        schedule=args.schedule)

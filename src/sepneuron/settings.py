@@ -131,6 +131,12 @@ PARAMS: dict[str, Param] = {
                                    finite=True),
     "batch_size": Param("int", "mini-batch size (None: the whole training set)", low=1,
                         none=True),
+    "coarse_fraction": Param("real", "coarse to fine: train the first coarse_share of the "
+                             "budget on this random share of the rows, then on all of them",
+                             low=0.0, high=1.0, low_open=True, high_open=True, none=True),
+    "coarse_share": Param("real", "the share of the budget (steps and max_time) on the "
+                          "coarse_fraction rows", low=0.0, high=1.0, low_open=True,
+                          high_open=True),
     "rule": Param("choice", "tuner rule for q, c, d; grad: trained by the optimizer; None: "
                   "fixed", choices=_rules, none=True),
     "gamma": Param(**_POSITIVE, help="tuner step fraction"),
@@ -211,6 +217,16 @@ def _check_solver_fields(cfg: Any) -> None:
     if cfg.output_layer == "optimizer" and cfg.ridge != defaults["ridge"]:
         raise ValueError(f"ridge={cfg.ridge!r} applies to output_layer='lstsq' (or 'auto') "
                          "only")
+    if cfg.coarse_fraction is None and cfg.coarse_share != defaults["coarse_share"]:
+        raise ValueError(f"coarse_share={cfg.coarse_share!r} needs coarse_fraction "
+                         "(the coarse phase is off)")
+    if cfg.coarse_fraction is not None:
+        if cfg.batch_size is not None:
+            raise ValueError("coarse_fraction trains full-batch steps on a share of the rows; "
+                             "with batch_size each step already uses part of them: give one")
+        if getattr(cfg, "checkpoint_path", None):
+            raise ValueError("coarse_fraction: the switch from the coarse phase to all rows is "
+                             "not checkpointed; use it without checkpoint_path")
     if cfg.patience is None and cfg.min_improvement != defaults["min_improvement"]:
         raise ValueError(f"min_improvement={cfg.min_improvement!r} needs patience "
                          "(the plateau stop is off)")

@@ -68,6 +68,11 @@ PRECISION_HIDDEN = (20, 20)
 ``[20, 20]`` network under the plateau schedule beat ``[12, 12]``, ``[16, 16]``, ``[24, 24]``,
 ``[64]`` and three even stages (``benchmarks/precision.py``, docs/varpro.md)."""
 
+PRECISION_COARSE_FRACTION = 0.2
+"""``sepneuron_precision_coarse``: the share of the rows of each stage's first third
+(:mod:`sepneuron.fitting.coarse`); 0.2 and 0.1 both lowered the test RMSE 3-4x on 10,000
+points in an ad-hoc check (docs/varpro.md, "Coarse to fine")."""
+
 STAGE_PATIENCE = 20
 """``tanh_vplm_stages``: a stage hands on its time after this many steps without a 1e-4
 relative fall of the loss (the setting of ``benchmarks/precision.py``)."""
@@ -166,6 +171,14 @@ def issue12_methods() -> list[Method]:
                       f"plateaus ({STAGE_PATIENCE} steps), with the exact output layer "
                       "(output_layer='lstsq', as measured before 'auto' became the default): "
                       "precision mode as docs/varpro.md measured it (no race)"))
+    out.append(Method("sepneuron_precision_coarse", "default", model, act, "default",
+                      hidden=list(PRECISION_HIDDEN), stages=PRECISION_STAGES,
+                      stage_schedule="plateau",
+                      extra={"patience": STAGE_PATIENCE, "output_layer": "lstsq",
+                             "coarse_fraction": PRECISION_COARSE_FRACTION},
+                      description="sepneuron_precision coarse to fine: the first third of "
+                      f"each stage's budget on a random {PRECISION_COARSE_FRACTION:.0%} of "
+                      "the rows, the rest on all (TrainConfig.coarse_fraction)"))
     out.append(Method("estimator_default", "default", "estimator", act, "default",
                       description="SeparatedMLPRegressor(max_time=budget) on the raw data, "
                       "its own default sizes; scored in the bench's standardised units"))

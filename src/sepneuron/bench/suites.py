@@ -103,8 +103,10 @@ ABLATION_METHODS = (*ablation_methods("relu", "newton"), *ablation_methods("soft
 RECIPE_METHODS = tuple(recipe_ablation().values())
 """The recipe's separated net and each option switched back (methods.RECIPE_VARIANTS)."""
 
-PRECISION_METHODS = ("sepneuron_precision", "tanh_vplm_stages", "tanh_lbfgs")
+PRECISION_METHODS = ("sepneuron_precision", "sepneuron_precision_coarse", "tanh_vplm_stages",
+                     "tanh_lbfgs")
 """The precision recipe (the default recipe on one ``[20, 20]`` net, stages after plateaus),
+the same coarse to fine (``coarse_fraction``: its first third on a fifth of the rows),
 the plain tanh recipe in three stages that split the time (each stage's first record is the
 single network's result), and float64 L-BFGS. ``sepneuron_stages`` (the default recipe in
 three even stages on the suite's ``[32, 32]`` budget) ran here until the plateau schedule

@@ -5,6 +5,7 @@
 * :mod:`.run` -- the run's state, its loss closure and one training step;
 * :mod:`.callbacks` -- the :class:`Callback` protocol and the built-in callbacks
   (evaluation, tuner step, conditioning, plateau stop, function adapters);
+* :mod:`.coarse` -- coarse to fine (``coarse_fraction``): a first phase on part of the rows;
 * :mod:`.recovery` -- NaN recovery; :mod:`.checkpointing` -- the :class:`Checkpoint` callback.
 
 The optimizers are in :mod:`sepneuron.optimizers` (a registry). Nothing is imported here,

@@ -24,7 +24,10 @@ class TrainConfig:
     ``lr=None`` is replaced at construction by the optimizer's own default
     (:data:`~sepneuron.optimizers.DEFAULT_LR`). ``damping``, ``weight_decay`` and
     ``relative_weight_decay`` apply to ``optimizer="lm"`` only, ``ridge`` to
-    ``output_layer="lstsq"`` only, ``min_improvement`` to a set ``patience`` only.
+    ``output_layer="lstsq"`` only, ``min_improvement`` to a set ``patience`` only,
+    ``coarse_share`` to a set ``coarse_fraction`` only (:mod:`sepneuron.fitting.coarse`:
+    the first ``coarse_share`` of the budget on a random ``coarse_fraction`` of the rows;
+    refused with mini-batches and checkpoints).
     ``optimizer`` is any name in :data:`sepneuron.optimizers.REGISTRY`.
 
     The defaults are the best recipe measured on the benchmark's tasks (docs/varpro.md):
@@ -60,6 +63,8 @@ class TrainConfig:
     relative_weight_decay: float = 1e-4  # LM: ... with the MSE at each step's start (fades
     #                                  with the residual; docs/varpro.md)
     batch_size: int | None = None    # None: full batch; else mini-batches drawn with the seed
+    coarse_fraction: float | None = None  # coarse to fine: the first coarse_share of the
+    coarse_share: float = 1 / 3      # budget on this share of the rows (sepneuron.fitting.coarse)
     rule: str | None = "newton"      # tuner rule for separated layers; None: q, c, d stay fixed
     gamma: float = 0.3               # tuner step fraction
     max_step: float = 0.2            # tuner trust region (see SeparatedTuner)

@@ -41,6 +41,7 @@ from .callbacks import (
     TunerStep,
 )
 from .checkpointing import Checkpoint
+from .coarse import fit_coarse_to_fine
 from .config import TrainConfig
 from .history import History
 from .recovery import Recovery
@@ -167,6 +168,11 @@ def fit(
     ``config.dtype``) with each rank's own ``(X, y)`` shard: the tuner's statistics are
     then all-reduced and a loss counts as non-finite when it is so on any rank, so all
     ranks stay identical (see ``docs/scaling.md``; "adam" and "sgd" only).
+
+    With ``config.coarse_fraction`` set, the first ``config.coarse_share`` of the budget
+    trains on a random subset of the rows and the rest on all of them
+    (:mod:`sepneuron.fitting.coarse`); ``callback``, ``progress``, ``callbacks`` and the
+    test data see the second phase only.
     """
     cfg = config or TrainConfig()
     cfg.validate()
@@ -177,6 +183,15 @@ def fit(
                          f"got {cfg.optimizer!r}")
     _check_inputs(X, y, X_test, y_test)
     user = _check_callbacks(callbacks, cfg)
+    if cfg.coarse_fraction is not None:
+        if ddp:
+            raise ValueError("coarse_fraction is not supported with DistributedDataParallel "
+                             "(each rank already trains on its shard of the rows)")
+        if any(isinstance(cb, Checkpoint) for cb in user):
+            raise ValueError("coarse_fraction: the switch from the coarse phase to all rows "
+                             "is not checkpointed; use it without a Checkpoint callback")
+        return fit_coarse_to_fine(fit, model, X, y, cfg, X_test=X_test, y_test=y_test,
+                                  callback=callback, progress=progress, callbacks=user)
     dev, dt = torch.device(cfg.device), cfg.torch_dtype
     model.to(device=dev, dtype=dt)
     data = tuple(None if t is None else t.to(dev, dt) for t in (X, y, X_test, y_test))
