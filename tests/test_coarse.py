@@ -133,3 +133,21 @@ def test_a_checkpoint_callback_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not checkpointed"):
         fit(_net(), X, y, TrainConfig(steps=4, coarse_fraction=0.5),
             callbacks=[Checkpoint(str(tmp_path / "c.pt"))])
+
+
+def test_merged_history_counts_phase_two_events_from_the_start_of_phase_one():
+    from sepneuron.fitting.coarse import _merged
+    from sepneuron.train import History
+
+    first = History(loss=[1.0, 0.5], time=[0.1, 0.2], stop_reason="steps")
+    second = History(loss=[0.4, 0.3, 0.2], time=[0.1, 0.2, 0.3], eval_step=[0, 3],
+                     eval_time=[0.0, 0.3], train_rmse=[0.6, 0.4], stop_reason="max_time",
+                     events=[{"step": 1, "event": "non-finite loss"}, {"event": "other"}])
+    h = _merged(first, second, rows=7)
+    assert h.loss == [1.0, 0.5, 0.4, 0.3, 0.2]
+    assert h.time == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    assert h.eval_step == [2, 5] and h.eval_time == pytest.approx([0.2, 0.5])
+    assert h.events == [{"event": "coarse phase", "rows": 7, "steps": 2, "seconds": 0.2,
+                         "stop": "steps"},
+                        {"step": 3, "event": "non-finite loss"}, {"event": "other"}]
+    assert h.stop_reason == "max_time" and second.events[0]["step"] == 1  # not mutated

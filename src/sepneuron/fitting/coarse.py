@@ -15,15 +15,16 @@ the minimum does the fit need every row. With ``TrainConfig.coarse_fraction = f`
 
 The :class:`~sepneuron.train.History` returned is the two phases' in order: the losses of
 phase 1 are on its subset, its evaluations are dropped (they scored the subset), phase 2's
-times and evaluation steps continue after phase 1's, and an event ``{"event": "coarse
-phase", "rows": m, "steps": k, "seconds": t}`` sits between them. Refused with a
+times, evaluation steps and events' ``"step"`` continue after phase 1's, and an event
+``{"event": "coarse phase", "rows": m, "steps": k, "seconds": t}`` sits between them. Refused with a
 checkpoint (the phase switch is not checkpointed), with mini-batches and with
 ``DistributedDataParallel`` (both already step on part of the rows).
 
 On 10,000 points (``benchmarks/precision.py``, a ``[20, 20]`` tanh net, LM + exact output
-layer, 120 s) ``f = 0.2, s = 1/3`` lowered the relative test RMSE 3-4x against one phase on
-all rows (docs/varpro.md, "Coarse to fine"); on 1,000 points it is off (the subset would
-hold fewer rows than the network has parameters).
+layer, 120 s) ``f = 0.2, s = 1/3`` lowered the relative test RMSE 2.3x (``kan_exp``) and
+3.5x (``smooth_3d``) against one phase on all rows in the precision suite's run
+(docs/results/precision/report.md; docs/varpro.md, "Coarse to fine"); on 1,000 points it
+is off (the subset would hold fewer rows than the network has parameters).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def _merged(first: History, second: History, rows: int) -> History:
     out.events = [*first.events,
                   {"event": "coarse phase", "rows": rows, "steps": offset_steps,
                    "seconds": offset_time, "stop": first.stop_reason},
-                  *second.events]
+                  *({**e, "step": e["step"] + offset_steps} if "step" in e else e
+                    for e in second.events)]
     return out
 
 
