@@ -8,6 +8,7 @@ named here.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..settings import (
@@ -70,8 +71,8 @@ PRECISION_HIDDEN = (20, 20)
 
 PRECISION_COARSE_FRACTION = 0.2
 """``sepneuron_precision_coarse``: the share of the rows of each stage's first third
-(:mod:`sepneuron.fitting.coarse`); 0.2 and 0.1 both lowered the test RMSE 3-4x on 10,000
-points in an ad-hoc check (docs/varpro.md, "Coarse to fine")."""
+(:mod:`sepneuron.fitting.coarse`); on 10,000 points an ad-hoc check had 0.2 lower the test
+RMSE 3.0-4.4x and 0.1 2.6-5.4x against one phase (docs/varpro.md, "Coarse to fine")."""
 
 STAGE_PATIENCE = 20
 """``tanh_vplm_stages``: a stage hands on its time after this many steps without a 1e-4
@@ -162,23 +163,22 @@ def issue12_methods() -> list[Method]:
                       stages=PRECISION_STAGES,
                       description=f"the default recipe with {PRECISION_STAGES} residual stages "
                       "(precision mode)"))
-    out.append(Method("sepneuron_precision", "default", model, act, "default",
-                      hidden=list(PRECISION_HIDDEN), stages=PRECISION_STAGES,
-                      stage_schedule="plateau",
-                      extra={"patience": STAGE_PATIENCE, "output_layer": "lstsq"},
-                      description=f"the default recipe on one {list(PRECISION_HIDDEN)} network "
-                      f"given the whole time, up to {PRECISION_STAGES} residual stages after "
-                      f"plateaus ({STAGE_PATIENCE} steps), with the exact output layer "
-                      "(output_layer='lstsq', as measured before 'auto' became the default): "
-                      "precision mode as docs/varpro.md measured it (no race)"))
-    out.append(Method("sepneuron_precision_coarse", "default", model, act, "default",
-                      hidden=list(PRECISION_HIDDEN), stages=PRECISION_STAGES,
-                      stage_schedule="plateau",
-                      extra={"patience": STAGE_PATIENCE, "output_layer": "lstsq",
-                             "coarse_fraction": PRECISION_COARSE_FRACTION},
-                      description="sepneuron_precision coarse to fine: the first third of "
-                      f"each stage's budget on a random {PRECISION_COARSE_FRACTION:.0%} of "
-                      "the rows, the rest on all (TrainConfig.coarse_fraction)"))
+    precision = Method("sepneuron_precision", "default", model, act, "default",
+                       hidden=list(PRECISION_HIDDEN), stages=PRECISION_STAGES,
+                       stage_schedule="plateau",
+                       extra={"patience": STAGE_PATIENCE, "output_layer": "lstsq"},
+                       description=f"the default recipe on one {list(PRECISION_HIDDEN)} network "
+                       f"given the whole time, up to {PRECISION_STAGES} residual stages after "
+                       f"plateaus ({STAGE_PATIENCE} steps), with the exact output layer "
+                       "(output_layer='lstsq', as measured before 'auto' became the default): "
+                       "precision mode as docs/varpro.md measured it (no race)")
+    out.append(precision)
+    out.append(dataclasses.replace(
+        precision, name="sepneuron_precision_coarse",
+        extra={**precision.extra, "coarse_fraction": PRECISION_COARSE_FRACTION},
+        description="sepneuron_precision coarse to fine: the first third of "
+        f"each stage's budget on a random {PRECISION_COARSE_FRACTION:.0%} of "
+        "the rows, the rest on all (TrainConfig.coarse_fraction)"))
     out.append(Method("estimator_default", "default", "estimator", act, "default",
                       description="SeparatedMLPRegressor(max_time=budget) on the raw data, "
                       "its own default sizes; scored in the bench's standardised units"))
